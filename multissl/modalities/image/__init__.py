@@ -1,0 +1,1 @@
+"""Image adapters: augmentation policies, views, masks and patches."""
