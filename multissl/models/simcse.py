@@ -25,7 +25,7 @@ class SimCSEConfig(PretrainedConfig):
 
     def __init__(self, backbone_config: dict | None = None, backbone_path: str | None = None,
                  tokenizer_path: str | None = None, pooler: str = "cls", loss_temperature: float = 0.05,
-                 max_length: int = 32, supervised: bool = False, text_columns: list[str] | None = None,
+                 max_seq_length: int = 32, supervised: bool = False, text_columns: list[str] | None = None,
                  gather_distributed: bool = True, **kwargs):
         if pooler not in POOLERS:
             raise ValueError(f"pooler must be one of {POOLERS}; got {pooler!r}")
@@ -36,7 +36,7 @@ class SimCSEConfig(PretrainedConfig):
         self.tokenizer_path = tokenizer_path or backbone_path or MINILM
         self.pooler = pooler
         self.loss_temperature = loss_temperature
-        self.max_length = max_length
+        self.max_seq_length = max_seq_length
         self.supervised = supervised
         # Unsupervised: one text column seen twice; supervised: (sentence, positive, hard negative).
         self.text_columns = list(text_columns or (["text", "positive", "negative"] if supervised else ["text"]))
@@ -58,14 +58,14 @@ class SimCSEOutput(ModelOutput):
 def make_simcse_collator(config: SimCSEConfig, train: bool = True) -> SentenceCollator:
     """Training: [B, K, T] for supervised triplets, [B, T] for unsupervised; eval: [B, T] of the first column."""
     columns = tuple(config.text_columns) if (train and config.supervised) else (config.text_columns[0],)
-    return SentenceCollator(config.tokenizer_path, config.max_length, columns)
+    return SentenceCollator(config.tokenizer_path, config.max_seq_length, columns)
 
 
 def tiny_simcse_config() -> SimCSEConfig:
     """A 2-layer, 32-wide random BERT over the MiniLM tokenizer's vocabulary (tests)."""
     bert = {"model_type": "bert", "vocab_size": 30522, "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
             "intermediate_size": 64, "max_position_embeddings": 64}
-    return SimCSEConfig(backbone_config=bert, tokenizer_path=MINILM, max_length=16)
+    return SimCSEConfig(backbone_config=bert, tokenizer_path=MINILM, max_seq_length=16)
 
 
 @register_method("simcse", config_class=SimCSEConfig, make_collator=make_simcse_collator, tiny_config=tiny_simcse_config,
