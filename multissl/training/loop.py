@@ -217,5 +217,7 @@ def _evaluate(recipe: Recipe, final_dir: Path, dataset_name: str) -> dict:
     for protocol, kwargs in recipe.eval.items():
         kwargs = dict(kwargs or {})
         data = kwargs.pop("dataset", dataset_name)
+        if data == dataset_name:  # evaluate on the data the run was trained on, with the same loader arguments
+            kwargs.setdefault("dataset_args", dict(recipe.dataset_args))
         results[protocol] = evaluate_model(str(final_dir), data, protocol.replace("_", "-"), **kwargs)
     return results

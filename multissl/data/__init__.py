@@ -1,0 +1,52 @@
+"""Built-in offline datasets (registered with @register_dataset) and `load_dataset_by_name`.
+
+Every module in this folder is imported here so its `@register_dataset` decorators run;
+adding a dataset is dropping a file in, never editing this one.
+"""
+from __future__ import annotations
+
+import difflib
+import sys as _sys
+from pathlib import Path
+from typing import Any
+
+from multissl._discover import import_submodules as _import_submodules
+from multissl.registry import DATASETS
+
+_import_submodules(_sys.modules[__name__])
+
+from multissl.data.local import load_local_dataset  # noqa: E402
+
+__all__ = ["load_dataset_by_name", "load_local_dataset", "builtin_dataset_names"]
+
+
+def builtin_dataset_names() -> list[str]:
+    """Sorted names of the registered built-in datasets."""
+    return sorted(DATASETS)
+
+
+def load_dataset_by_name(name_or_path: str | Path, split: str = "train", **kwargs: Any):
+    """A built-in dataset by registered name, else a local file/folder, as a `datasets.Dataset`.
+
+    Never reaches the Hugging Face Hub: a string that is neither a built-in name nor an
+    existing path is an error raised before `datasets` is called.
+    """
+    name = str(name_or_path)
+    spec = DATASETS.get(name)
+    if spec is not None:
+        return spec.load(split=split, **kwargs)
+    path = Path(name).expanduser()
+    if path.exists():
+        return load_local_dataset(path, split=split, **kwargs)
+    known = ", ".join(builtin_dataset_names()) or "(none)"
+    looks_like_path = any(sep in name for sep in ("/", "\\")) or name.startswith(".") or Path(name).suffix != ""
+    if looks_like_path:
+        raise FileNotFoundError(
+            f"dataset path {name!r} does not exist; pass an existing local file/folder or a built-in name: {known}"
+        )
+    close = difflib.get_close_matches(name, builtin_dataset_names(), n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    raise ValueError(
+        f"unknown dataset {name!r}: not a built-in dataset and not an existing path "
+        f"(hub datasets are never downloaded){hint}; built-in datasets: {known}"
+    )

@@ -1,0 +1,134 @@
+"""`python_docs`: English text shipped with the Python interpreter itself (no download).
+
+The corpus is the docstrings of the standard library's pure-Python modules (module, class and
+function docstrings, read with `ast` so nothing is imported or executed) plus the language
+reference topics in `pydoc_data/topics.py`. Files are visited in sorted order, so the corpus is
+identical across runs on the same Python version. It is cached as JSON under
+`$MULTISSL_CACHE` (default `~/.cache/multissl`)/python_docs/.
+"""
+from __future__ import annotations
+
+import ast
+import json
+import os
+import platform
+import re
+import sysconfig
+from pathlib import Path
+
+from multissl.atomic import atomic_write_text
+from multissl.data.splits import check_split, hash_fraction
+from multissl.registry import register_dataset
+
+SPLITS = ("train", "test", "all")
+TEST_FRACTION = 0.1
+MIN_WORDS = 8
+MIN_LETTER_FRACTION = 0.8  # letters+spaces over characters: keeps prose, drops code and tables
+BUILD_VERSION = 2  # bump when the extraction rules change, so stale caches are not reused
+# Not documentation prose (tests, GUI demos, vendored tools) or not part of every build.
+SKIP_DIRS = {"test", "tests", "idlelib", "tkinter", "turtledemo", "lib2to3", "ensurepip", "site-packages",
+             "dist-packages", "lib-dynload", "__pycache__", "pydoc_data"}
+_WS = re.compile(r"\s+")
+
+
+def cache_dir() -> Path:
+    """Where multissl caches generated data: $MULTISSL_CACHE or ~/.cache/multissl."""
+    return Path(os.environ.get("MULTISSL_CACHE", Path.home() / ".cache" / "multissl"))
+
+
+def stdlib_sources(stdlib: Path) -> list[tuple[str, Path]]:
+    """Sorted (module name, file) for the stdlib's .py files outside SKIP_DIRS (private modules included)."""
+    out = []
+    for root, dirs, files in os.walk(stdlib):
+        dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS and not d.startswith((".", "_")) and "-" not in d)
+        for name in sorted(files):
+            if not name.endswith(".py"):
+                continue
+            rel = Path(root, name).relative_to(stdlib).with_suffix("")
+            parts = rel.parts[:-1] if rel.name == "__init__" else rel.parts
+            out.append((".".join(parts), Path(root, name)))
+    return out
+
+
+def docstrings(file: Path) -> list[str]:
+    """Module, class and function docstrings of a source file, in source order."""
+    try:
+        tree = ast.parse(file.read_text(encoding="utf-8", errors="replace"))
+    except SyntaxError:  # a stdlib file written for another Python version
+        return []
+    kinds = (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
+    nodes = sorted((n for n in ast.walk(tree) if isinstance(n, kinds)), key=lambda n: getattr(n, "lineno", 0))
+    return [d for d in (ast.get_docstring(n) for n in nodes) if d]
+
+
+def topics(file: Path) -> list[str]:
+    """The language-reference topic texts of pydoc_data/topics.py, sorted by topic name."""
+    if not file.exists():
+        return []
+    for node in ast.parse(file.read_text(encoding="utf-8")).body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "topics" for t in node.targets):
+            table = ast.literal_eval(node.value)
+            return [table[k] for k in sorted(table)]
+    return []
+
+
+def paragraphs(text: str) -> list[str]:
+    """Blank-line-separated blocks of `text`, whitespace collapsed, keeping only English prose."""
+    out = []
+    for block in re.split(r"\n\s*\n", text):
+        if ">>>" in block or "::" in block.rstrip()[-2:]:  # doctests and the line introducing a code block
+            continue
+        clean = _WS.sub(" ", block).strip()
+        if len(clean.split(" ")) < MIN_WORDS:
+            continue
+        letters = sum(ch.isalpha() or ch == " " for ch in clean)
+        if letters / len(clean) >= MIN_LETTER_FRACTION:
+            out.append(clean)
+    return out
+
+
+def build_rows(stdlib: Path) -> list[tuple[str, str]]:
+    """Deduplicated (text, source) rows from the stdlib docstrings and pydoc topics."""
+    rows: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    sources = [(module, doc) for module, file in stdlib_sources(stdlib) for doc in docstrings(file)]
+    sources += [("pydoc_data.topics", doc) for doc in topics(stdlib / "pydoc_data" / "topics.py")]
+    for module, doc in sources:
+        for para in paragraphs(doc):
+            if para not in seen:  # first occurrence wins: inherited/copied docstrings repeat verbatim
+                seen.add(para)
+                rows.append((para, module))
+    return rows
+
+
+def cached_rows(stdlib: Path, use_cache: bool = True) -> list[tuple[str, str]]:
+    """build_rows, cached per Python version and BUILD_VERSION (written to a temp file, then renamed)."""
+    key = f"v{BUILD_VERSION}-{platform.python_implementation()}-{platform.python_version()}"
+    path = cache_dir() / "python_docs" / f"{key}.json"
+    if use_cache and path.exists():
+        return [tuple(r) for r in json.loads(path.read_text(encoding="utf-8"))]
+    rows = build_rows(stdlib)
+    if use_cache:
+        atomic_write_text(path, json.dumps(rows, ensure_ascii=True))
+    return rows
+
+
+@register_dataset(
+    "python_docs",
+    modality="text",
+    description="English paragraphs from the Python standard library's docstrings and reference topics (offline)",
+)
+def load_python_docs(split: str = "train", cache: bool = True, stdlib: str | Path | None = None):
+    """Columns `text` (one cleaned paragraph) and `source` (module); test = 10% by sha1 of the text."""
+    check_split("python_docs", split, SPLITS)
+    import datasets
+
+    root = Path(stdlib) if stdlib is not None else Path(sysconfig.get_paths()["stdlib"])
+    rows = cached_rows(root, use_cache=cache and stdlib is None)
+    if split != "all":
+        want_test = split == "test"
+        rows = [r for r in rows if (hash_fraction(r[0]) < TEST_FRACTION) == want_test]
+    features = datasets.Features({"text": datasets.Value("string"), "source": datasets.Value("string")})
+    return datasets.Dataset.from_dict(
+        {"text": [r[0] for r in rows], "source": [r[1] for r in rows]}, features=features
+    )
