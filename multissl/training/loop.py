@@ -92,7 +92,7 @@ def train(recipe: Recipe, output_dir: str | Path, resume: bool = False, accelera
     out = Path(output_dir)
     args = recipe.train
     spec = get_method(recipe.method)
-    accelerator = accelerator or Accelerator(mixed_precision=args.mixed_precision)
+    accelerator = accelerator or _make_accelerator(args.mixed_precision)
     seed_everything(args.seed)
     config = build_config(spec, recipe.model, recipe.source)
     model = build_model(spec, config)
@@ -189,6 +189,16 @@ def train(recipe: Recipe, output_dir: str | Path, resume: bool = False, accelera
             (out / "eval.json").write_text(json.dumps(result.eval, indent=2))
     accelerator.wait_for_everyone()
     return result
+
+
+def _make_accelerator(mixed_precision: str) -> Accelerator:
+    """An Accelerator; a second run in the same process may change the precision (Accelerate's state is a singleton)."""
+    from accelerate.state import AcceleratorState
+
+    state = AcceleratorState._shared_state
+    if state and str(state.get("_mixed_precision", mixed_precision)) != mixed_precision:
+        AcceleratorState._reset_state(reset_partial_state=False)  # keeps the process group of `accelerate launch`
+    return Accelerator(mixed_precision=mixed_precision)
 
 
 def _save_checkpoint(accelerator: Accelerator, out: Path, step: int, keep: int) -> None:

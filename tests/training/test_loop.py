@@ -79,3 +79,9 @@ def test_gradient_accumulation_equals_one_big_batch(tmp_path):
     small = run("small", batch_size=8)
     assert all(torch.allclose(big[k], acc[k], atol=1e-6) for k in big)
     assert not all(torch.allclose(big[k], small[k], atol=1e-6) for k in big)
+
+
+def test_bf16_mixed_precision_flag_runs_under_autocast(tmp_path):
+    res = train(_recipe(max_steps=2, mixed_precision="bf16"), tmp_path / "bf16")
+    assert len(res.losses) == 2 and all(torch.isfinite(torch.tensor(res.losses)))
+    assert res.losses != pytest.approx(train(_recipe(max_steps=2), tmp_path / "fp32").losses, abs=1e-7)  # autocast changed numerics
