@@ -1,4 +1,4 @@
-"""`multissl eval {knn,linear-probe} --model DIR --dataset NAME`: frozen-feature evaluation, printed as JSON."""
+"""`multissl eval {knn,linear-probe,perplexity} --model DIR --dataset NAME`: evaluation printed as JSON."""
 from __future__ import annotations
 
 import argparse
@@ -15,7 +15,7 @@ def _key_value(text: str) -> tuple[str, str]:
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register the `eval` sub-command with one action per protocol."""
-    p = subparsers.add_parser("eval", help="k-NN / linear-probe accuracy of a trained model's frozen features")
+    p = subparsers.add_parser("eval", help="k-NN / linear-probe accuracy of frozen features, or LM perplexity")
     protocols = p.add_subparsers(dest="protocol", metavar="PROTOCOL", required=True)
     for name, help_text in [("knn", "weighted k-NN on cosine similarity (Wu et al. 2018)"),
                             ("linear-probe", "logistic regression on standardised frozen features")]:
@@ -37,6 +37,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
             q.add_argument("--C", type=float, default=1.0, help="inverse L2 strength of the logistic regression")
             q.add_argument("--max-iter", type=int, default=1000, help="L-BFGS iterations (default 1000)")
         q.set_defaults(func=run)
+    from multissl.commands.perplexity import add_perplexity_arguments
+
+    # perplexity has its own arguments and runner (same as `multissl perplexity`).
+    add_perplexity_arguments(protocols.add_parser("perplexity", help="exp(mean token NLL) of a masked / causal LM"))
 
 
 def run(args: argparse.Namespace) -> int:

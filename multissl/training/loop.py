@@ -100,6 +100,9 @@ def train(recipe: Recipe, output_dir: str | Path, resume: bool = False, accelera
     if dataset_name is None:
         raise RecipeError(f"{recipe.source}: no 'dataset' given and method {spec.name!r} has no default dataset")
     dataset = load_dataset_by_name(dataset_name, split=recipe.dataset_split, **recipe.dataset_args)
+    prepare = spec.extra.get("prepare_dataset")
+    if prepare is not None:  # e.g. tokenise and group text into blocks once, before batching
+        dataset = prepare(config, dataset)
     source = BatchSource(dataset, spec.make_collator(config, train=True), args.batch_size, args.seed,
                          accelerator.num_processes, accelerator.process_index)
 
@@ -135,6 +138,7 @@ def train(recipe: Recipe, output_dir: str | Path, resume: bool = False, accelera
     sums: dict[str, torch.Tensor] = {}
     n_sum, t_last, losses = 0, time.perf_counter(), []
     finite = torch.ones((), dtype=torch.bool, device=accelerator.device)
+    batch = None
     for step in range(start_step, stop):
         model.train()
         for micro in range(accum):
@@ -184,6 +188,9 @@ def train(recipe: Recipe, output_dir: str | Path, resume: bool = False, accelera
     if accelerator.is_main_process:
         result.final_dir = atomic_dir(out / "final", lambda tmp: unwrapped.save_pretrained(tmp, safe_serialization=True))
         plot_loss_curve(log.rows(), out / "loss_curve.png", title=f"{spec.name} on {dataset_name}")
+        end_hook = getattr(unwrapped, "on_train_end", None)
+        if end_hook is not None and batch is not None:  # e.g. MAE's reconstruction grid from the last batch
+            end_hook(out, batch)
         result.eval = _evaluate(recipe, result.final_dir, dataset_name)
         if result.eval:
             (out / "eval.json").write_text(json.dumps(result.eval, indent=2))

@@ -1,0 +1,1 @@
+"""Text adapters: tokenizers, masking, blocks, sentence batches."""
