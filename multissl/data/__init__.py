@@ -32,7 +32,8 @@ def load_dataset_by_name(name_or_path: str | Path, split: str = "train", **kwarg
     existing path is an error raised before `datasets` is called.
     """
     name = str(name_or_path)
-    spec = DATASETS.get(name)
+    # The CLI spells names with dashes (spoken-digits); the registry with underscores.
+    spec = DATASETS.get(name) or DATASETS.get(name.replace("-", "_"))
     if spec is not None:
         return spec.load(split=split, **kwargs)
     path = Path(name).expanduser()

@@ -1,6 +1,7 @@
 """Local files and folders as a `datasets.Dataset`, with the builder inferred from what is there.
 
-* a folder of images -> "imagefolder"; of audio -> "audiofolder" (labels from sub-folder names,
+* a folder of images -> "imagefolder"; of audio -> "audiofolder" (without torchcodec installed,
+  our soundfile-backed `load_audio_folder` with the same layout rules; labels from sub-folder names,
   `train/` / `test/` sub-folders become splits, as `datasets` does it);
 * `.txt` / `.md` files, or a folder of them -> "text", ONE ROW PER PARAGRAPH (blocks separated by a
   blank line; pass `sample_by="line"` for one row per line);
@@ -21,6 +22,13 @@ TABULAR_BUILDERS = {".txt": "text", ".md": "text", ".jsonl": "json", ".json": "j
 # imagefolder/audiofolder read these as per-file metadata, not as data.
 METADATA_NAMES = {"metadata.csv", "metadata.jsonl", "metadata.json", "metadata.parquet"}
 SPLIT_DIRS = ("train", "validation", "test")
+
+
+def _has_torchcodec() -> bool:
+    """Whether `datasets` can decode audio itself (it needs torchcodec and FFmpeg)."""
+    import importlib.util
+
+    return importlib.util.find_spec("torchcodec") is not None
 
 
 def infer_builder(path: Path) -> str:
@@ -93,6 +101,12 @@ def load_local_dataset(path: str | Path, split: str = "train", **kwargs: Any):
     if path.is_dir() and ((path / "dataset_info.json").exists() or (path / "dataset_dict.json").exists()):
         return select_split(datasets.load_from_disk(source), split, source)
     builder = infer_builder(path)
+    if builder == "audiofolder" and not _has_torchcodec():
+        # datasets' Audio feature decodes through torchcodec (FFmpeg); without it, list the files
+        # ourselves with the same layout rules and let the collators decode with soundfile.
+        from multissl.modalities.audio.folder import load_audio_folder
+
+        return load_audio_folder(path, split=split)
     if builder in ("imagefolder", "audiofolder"):
         dsets = datasets.load_dataset(builder, data_dir=source, **kwargs)
     else:

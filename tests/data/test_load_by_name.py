@@ -97,3 +97,31 @@ def test_unsupported_file_and_empty_folder(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="found no images"):
         infer_builder(tmp_path / "empty")
+
+
+def test_dashed_names_resolve_to_the_registered_builtin():
+    a = load_dataset_by_name("spoken-digits", split="test")
+    b = load_dataset_by_name("spoken_digits", split="test")
+    assert len(a) == len(b) > 0 and a.column_names == b.column_names
+
+
+def test_audio_folder_loads_with_labels_and_splits_and_decodes(tmp_path):
+    import soundfile as sf
+    import torch
+
+    from multissl.modalities.audio.io import decode_audio
+
+    for split, n in (("train", 2), ("test", 1)):
+        for cls, freq in (("high", 880.0), ("low", 220.0)):
+            for i in range(n):
+                (tmp_path / "sounds" / split / cls).mkdir(parents=True, exist_ok=True)
+                t = np.arange(8000) / 8000
+                sf.write(tmp_path / "sounds" / split / cls / f"{i}.wav", 0.5 * np.sin(2 * np.pi * freq * t), 8000)
+    train_ds = load_dataset_by_name(tmp_path / "sounds", split="train")
+    test_ds = load_dataset_by_name(tmp_path / "sounds", split="test")
+    assert len(train_ds) == 4 and len(test_ds) == 2
+    assert train_ds.features["label"].names == ["high", "low"] == test_ds.features["label"].names
+    wave = decode_audio(train_ds[0]["audio"], target_sr=16000, source="row 0")
+    assert wave.shape == (16000,) and torch.isfinite(wave).all()  # resampled 8 kHz -> 16 kHz
+    with pytest.raises(ValueError, match="no split 'validation'"):
+        load_dataset_by_name(tmp_path / "sounds", split="validation")

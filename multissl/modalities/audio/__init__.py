@@ -1,0 +1,4 @@
+"""Audio adapter: load/resample/mix down (io), crops and padding (crops), MFCC/log-mel (features), batching (collators).
+
+Audio folders without torchcodec: folder.load_audio_folder. See docs/audio.md.
+"""
