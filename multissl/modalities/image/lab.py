@@ -38,7 +38,10 @@ def lab_to_rgb(lab: torch.Tensor) -> torch.Tensor:
 
 @lru_cache(maxsize=4)
 def in_gamut_ab_bins(bin_size: float = 10.0, resolution: int = 32) -> torch.Tensor:
-    """Centres [Q, 2] of the ab grid cells (side bin_size) that some sRGB colour falls into (Q = 313 for 10, as Zhang)."""
+    """Centres [Q, 2] of the ab grid cells (side bin_size) that some sRGB colour falls into.
+
+    Q = 261 for bin_size 10 (sRGB cube sampled at `resolution` levels; Zhang et al. report 313 with their gamut).
+    """
     levels = torch.linspace(0, 1, resolution)
     cube = torch.stack(torch.meshgrid(levels, levels, levels, indexing="ij")).reshape(3, -1, 1)  # [3, R^3, 1]
     ab = rgb_to_lab(cube)[1:].reshape(2, -1).T  # [R^3, 2]

@@ -1,0 +1,159 @@
+"""Colourisation (Zhang et al. 2016): predict the ab channels of Lab from L, as classification over quantised ab bins.
+
+Input must be colour (RGB): a grey image's ab targets are all zero and the task is degenerate. grayscale_input decides:
+'error' (default) raises, 'tint' colours grey images deterministically (ink tinted with a palette colour picked by a
+hash of the pixels — independent of any label; used for the digits results), 'accept' trains on them anyway.
+"""
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import nn
+from transformers import PretrainedConfig, PreTrainedModel
+from transformers.utils import ModelOutput
+
+from multissl.models._backbones import vision_features
+from multissl.models._vision_common import TINY_RESNET, backbone_and_dim, check_pixels, set_backbone_fields
+from multissl.modalities.image.image_batch import ImageBatch
+from multissl.modalities.image.lab import in_gamut_ab_bins, quantize_ab, rgb_to_lab
+from multissl.registry import register_method
+
+GRAYSCALE_MODES = ("1", "L", "LA", "I", "I;16", "F", "P")  # "P" counts only when its palette is grey (checked below)
+GRAYSCALE_POLICIES = ("error", "tint", "accept")
+AB_SCALE = 110.0  # |a|, |b| < ~110 for sRGB colours
+# Saturated, distinct ink colours for 'tint' (a fixed table: the same image always gets the same colour).
+TINT_PALETTE = ((255, 64, 64), (64, 200, 64), (64, 96, 255), (255, 200, 0), (200, 64, 255), (0, 200, 200))
+
+
+class ColorizationConfig(PretrainedConfig):
+    """ab bin size (10 -> 261 in-gamut bins; the paper's gamut gives 313), target resolution, 'classification' | 'regression'."""
+
+    model_type = "multissl_colorization"
+
+    def __init__(self, backbone_config: dict | None = None, backbone_path: str | None = None, image_size: int = 32,
+                 target_size: int = 8, objective: str = "classification", ab_bin_size: float = 10.0,
+                 grayscale_input: str = "error", crop_scale: list[float] | None = (0.7, 1.0), **kwargs):
+        set_backbone_fields(self, backbone_config, backbone_path, image_size)
+        if objective not in ("classification", "regression"):
+            raise ValueError(f"colorization objective must be 'classification' or 'regression'; got {objective!r}")
+        if grayscale_input not in GRAYSCALE_POLICIES:
+            raise ValueError(f"grayscale_input must be one of {GRAYSCALE_POLICIES}; got {grayscale_input!r}")
+        self.target_size, self.objective, self.ab_bin_size = target_size, objective, ab_bin_size
+        self.grayscale_input = grayscale_input
+        self.crop_scale = list(crop_scale) if crop_scale is not None else None
+        super().__init__(**kwargs)
+
+
+@dataclass
+class ColorizationOutput(ModelOutput):
+    """loss: CE over ab bins (or MSE on ab); ab_logits [B, Q, t, t] or ab [B, 2, t, t]."""
+
+    loss: torch.Tensor | None = None
+    prediction: torch.Tensor | None = None
+
+
+def is_grayscale(image) -> bool:
+    """True for PIL images whose mode carries no colour (L, 1, I, F, ...)."""
+    return isinstance(image, Image.Image) and image.mode in GRAYSCALE_MODES and image.mode != "P"
+
+
+def tint(image: Image.Image) -> Image.Image:
+    """A grey image as RGB with its ink in a palette colour chosen by a hash of its pixels (deterministic)."""
+    grey = image.convert("L")
+    colour = TINT_PALETTE[zlib.crc32(grey.tobytes()) % len(TINT_PALETTE)]
+    return Image.merge("RGB", [grey.point(lambda v, c=c: v * c // 255) for c in colour])
+
+
+def lightness_input(rgb01: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """RGB in [0, 1] [B, 3, S, S] -> (L scaled to [-1, 1] and repeated to 3 channels [B, 3, S, S], Lab [B, 3, S, S])."""
+    lab = rgb_to_lab(rgb01)
+    light = (lab[:, :1] / 50.0 - 1.0).expand(-1, 3, -1, -1)  # 3 channels: the same encoder as every other method
+    return light.contiguous(), lab
+
+
+class ColorizationCollator:
+    """Train: {"pixel_values": L as [B, 3, S, S], "ab_targets": [B, t, t] bins or [B, 2, t, t]}; eval: L only."""
+
+    def __init__(self, config: ColorizationConfig, train: bool = True):
+        self.config, self.train = config, train
+        self.batch = ImageBatch(config.image_size, train=train, crop_scale=config.crop_scale)
+        self.bins = in_gamut_ab_bins(config.ab_bin_size) if config.objective == "classification" else None
+
+    def _image(self, row: dict, i: int):
+        image = row.get("image")
+        if self.train and is_grayscale(image):
+            if self.config.grayscale_input == "error":
+                raise ValueError(
+                    f"colorization: row {i}: 'image' is a grayscale ({image.mode}) image, but colourisation must be "
+                    "trained on RGB images (the ab targets of a grey image are all zero). Use colour data, or set "
+                    "model.grayscale_input='tint' (deterministic synthetic colour) or 'accept'."
+                )
+            if self.config.grayscale_input == "tint":
+                return tint(image)
+        return image
+
+    def __call__(self, rows: list[dict], generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        rows = [dict(r, image=self._image(r, i)) for i, r in enumerate(rows)]
+        rgb01 = self.batch(rows) * 0.5 + 0.5  # undo the (0.5, 0.5) normalisation: [B, 3, S, S] in [0, 1]
+        light, lab = lightness_input(rgb01)
+        if not self.train:
+            return {"pixel_values": light}
+        t = self.config.target_size
+        ab = F.interpolate(lab[:, 1:], size=(t, t), mode="area")  # [B, 2, t, t]
+        target = quantize_ab(ab, self.bins) if self.bins is not None else ab / AB_SCALE
+        return {"pixel_values": light, "ab_targets": target}
+
+
+def make_colorization_collator(config: ColorizationConfig, train: bool = True) -> ColorizationCollator:
+    """L inputs and ab targets for training; L inputs for embed()."""
+    return ColorizationCollator(config, train=train)
+
+
+def tiny_colorization_config() -> ColorizationConfig:
+    """A config that runs forward+backward in milliseconds (tests); tints the grey digits."""
+    return ColorizationConfig(backbone_config=TINY_RESNET, image_size=16, target_size=4, ab_bin_size=20.0,
+                              grayscale_input="tint")
+
+
+@register_method("colorization", config_class=ColorizationConfig, make_collator=make_colorization_collator,
+                 tiny_config=tiny_colorization_config, modality="image", default_dataset="digits",
+                 description="Colourisation: predict quantised ab (Lab) from L; needs RGB input (or tinting)")
+class ColorizationModel(PreTrainedModel):
+    """Backbone feature map -> 1x1 conv -> ab bin logits (or ab) upsampled to target_size."""
+
+    config_class = ColorizationConfig
+    base_model_prefix = "colorization"
+    main_input_name = "pixel_values"
+
+    def __init__(self, config: ColorizationConfig):
+        super().__init__(config)
+        self.backbone, dim = backbone_and_dim(config)
+        out = len(in_gamut_ab_bins(config.ab_bin_size)) if config.objective == "classification" else 2
+        self.head = nn.Conv2d(dim, out, kernel_size=1)
+        self.post_init()
+
+    def embed(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """Backbone features [B, D] of lightness images [B, 3, S, S]."""
+        return vision_features(self.backbone, pixel_values)
+
+    def forward(self, pixel_values: torch.Tensor, ab_targets: torch.Tensor, **_: object) -> ColorizationOutput:
+        check_pixels(pixel_values, 4, "pixel_values", "[B, 3, S, S] (the L channel, repeated)")
+        fmap = self.backbone(pixel_values=pixel_values).last_hidden_state  # [B, C, h, w]
+        if fmap.dim() != 4:
+            raise ValueError("colorization needs a convolutional backbone (a [B, C, h, w] feature map); "
+                             f"got last_hidden_state of shape {tuple(fmap.shape)}")
+        t = self.config.target_size
+        pred = F.interpolate(self.head(fmap), size=(t, t), mode="bilinear", align_corners=False)  # [B, Q|2, t, t]
+        if self.config.objective == "classification":
+            loss = F.cross_entropy(pred, ab_targets)  # per-location CE over ab bins
+        else:
+            loss = F.mse_loss(torch.tanh(pred), ab_targets)
+        return ColorizationOutput(loss=loss, prediction=pred.detach())
+
+    def encoder_for_export(self) -> PreTrainedModel:
+        """The plain HF vision backbone (takes the L channel repeated to 3 channels, scaled to [-1, 1])."""
+        return self.backbone
