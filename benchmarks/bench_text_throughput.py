@@ -1,12 +1,15 @@
 """MLM and GPT training throughput (tokens/s): multissl's Accelerate loop vs a bare PyTorch loop.
 
 Same model config, same collated batches (the loop's BatchSource with the same seed), AdamW, clip 1.0.
-Run by hand:  OMP_NUM_THREADS=1 python benchmarks/bench_text_throughput.py [--steps 25] [--batch-size 16]
+The two loops run alternately (multissl, bare, multissl, ...) `--repeats` times per method and the
+median of each is compared, so drift in machine load hits both. Goal: ratio >= 0.95x.
+Run by hand:  OMP_NUM_THREADS=1 python benchmarks/bench_text_throughput.py [--steps 25] [--batch-size 16] [--repeats 3]
 """
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import tempfile
 import time
 
@@ -68,14 +71,20 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=25)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--log-every", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    print(f"torch threads=1, {args.steps} steps of {args.batch_size} texts, first {args.log_every} steps are warm-up")
+    print(f"torch threads=1, {args.steps} steps of {args.batch_size} texts, first {args.log_every} steps are warm-up, "
+          f"median of {args.repeats} alternated runs")
     for method in MODELS:
-        t_ms = multissl_loop(method, args.steps, args.batch_size, args.log_every)
-        t_bare, tokens = bare_loop(method, args.steps, args.batch_size, args.log_every)
-        print(f"{method:9} multissl {tokens / t_ms:8.0f} tok/s   bare torch {tokens / t_bare:8.0f} tok/s   "
-              f"ratio {t_bare / t_ms:.3f}x")
+        t_ms, t_bare = [], []
+        for _ in range(args.repeats):
+            t_ms.append(multissl_loop(method, args.steps, args.batch_size, args.log_every))
+            seconds, tokens = bare_loop(method, args.steps, args.batch_size, args.log_every)
+            t_bare.append(seconds)
+        m_ms, m_bare = statistics.median(t_ms), statistics.median(t_bare)
+        print(f"{method:9} multissl {tokens / m_ms:8.0f} tok/s   bare torch {tokens / m_bare:8.0f} tok/s   "
+              f"ratio {m_bare / m_ms:.3f}x   (per-run ratios {', '.join(f'{b / m:.2f}' for m, b in zip(t_ms, t_bare))})")
 
 
 if __name__ == "__main__":
