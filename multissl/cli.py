@@ -7,6 +7,7 @@ import sys
 
 from multissl import commands
 from multissl._discover import import_submodules
+from multissl.errors import TrainingDivergedError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
-    except (ValueError, KeyError, FileNotFoundError, FileExistsError, TypeError, OSError) as err:
+    except (ValueError, KeyError, FileNotFoundError, FileExistsError, TypeError, OSError, TrainingDivergedError) as err:
         if os.environ.get("MULTISSL_DEBUG"):
             raise
         message = err.args[0] if isinstance(err, KeyError) and err.args else err

@@ -55,6 +55,8 @@ def register_method(
         if name in METHODS and METHODS[name].model_class is not model_class:
             raise ValueError(f"method {name!r} is already registered by {METHODS[name].model_class.__name__}")
         _register_auto(config_class, model_class)
+        if "save_encoder" not in vars(model_class):
+            model_class.save_encoder = _save_encoder  # model.save_encoder(dir): every method exports the same way
         METHODS[name] = MethodSpec(
             name=name,
             model_class=model_class,
@@ -69,6 +71,13 @@ def register_method(
         return model_class
 
     return wrap
+
+
+def _save_encoder(self, out_dir: "str | Path") -> "Path":  # noqa: F821
+    """Write this model's encoder as a plain Hugging Face folder (see multissl.models.export.save_encoder)."""
+    from multissl.models.export import save_encoder
+
+    return save_encoder(self, out_dir)
 
 
 def _register_auto(config_class: type, model_class: type) -> None:

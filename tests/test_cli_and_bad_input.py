@@ -105,3 +105,52 @@ def test_export_loads_in_plain_transformers(tmp_path, capsys):
     x = torch.randn(2, 3, 16, 16)
     with torch.no_grad():
         assert torch.allclose(enc(pixel_values=x).pooler_output.flatten(1), model.embed(x), atol=1e-6)
+
+
+def _tiny_simclr_recipe(tmp_path, extra_train: str = "") -> str:
+    recipe = tmp_path / "tiny.yaml"
+    recipe.write_text(
+        "method: simclr\ndataset: digits\n"
+        "model: {image_size: 16, projection_hidden_dim: 16, projection_dim: 8, backbone_config: {model_type: resnet, "
+        "num_channels: 3, embedding_size: 8, hidden_sizes: [8, 16], depths: [1, 1], layer_type: basic}}\n"
+        f"train: {{max_steps: 4, batch_size: 16, log_every: 1, progress: false{extra_train}}}\n"
+    )
+    return str(recipe)
+
+
+def test_diverged_run_prints_one_line_and_keeps_checkpoints(capsys, tmp_path):
+    recipe = _tiny_simclr_recipe(tmp_path, ", learning_rate: 1.0e+30, max_grad_norm: null, save_every: 1, max_steps: 40, "
+                                           "keep_checkpoints: 50")
+    code, _, err = run_cli(capsys, "train", recipe, "--output-dir", str(tmp_path / "run"))
+    assert code == 1 and "NaN/inf" in err and "Traceback" not in err
+    assert (tmp_path / "run" / "checkpoints").is_dir() and not (tmp_path / "run" / "final").exists()
+
+
+def test_resume_from_a_truncated_checkpoint_names_the_folder(capsys, tmp_path):
+    recipe = _tiny_simclr_recipe(tmp_path, ", save_every: 2, stop_after_steps: 2")
+    assert run_cli(capsys, "train", recipe, "--output-dir", str(tmp_path / "run"))[0] == 0
+    step = tmp_path / "run" / "checkpoints" / "step_2"
+    weights = next(step.glob("*.safetensors"))
+    weights.write_bytes(weights.read_bytes()[:64])  # a copy cut short
+    code, _, err = run_cli(capsys, "train", recipe, "--output-dir", str(tmp_path / "run"), "--resume")
+    assert code == 1 and "step_2 cannot be loaded" in err and "Traceback" not in err
+
+
+def test_a_save_interrupted_between_renames_restores_the_previous_folder(tmp_path, monkeypatch):
+    import os
+
+    atomic_dir(tmp_path / "final", lambda d: (d / "v").write_text("1"))
+    real_replace, calls = os.replace, []
+
+    def crash_on_second_rename(src, dst):
+        calls.append(dst)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # killed after moving the old copy aside, before the new one lands
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", crash_on_second_rename)
+    with pytest.raises(KeyboardInterrupt):
+        atomic_dir(tmp_path / "final", lambda d: (d / "v").write_text("2"))
+    monkeypatch.undo()
+    assert (tmp_path / "final" / "v").read_text() == "1"
+    assert [p.name for p in tmp_path.iterdir()] == ["final"]

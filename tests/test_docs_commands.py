@@ -17,10 +17,16 @@ def _commands() -> list[tuple[str, str]]:
     found = []
     for doc in DOCS:
         text = doc.read_text()
-        blocks = re.findall(r"```(?:bash|sh)?\n(.*?)```", text, flags=re.S)
-        lines = [ln for block in blocks for ln in block.splitlines()]
+        lines, in_block = [], False
+        for ln in text.splitlines():  # lines inside ``` fences (any language)
+            if ln.lstrip().startswith("```"):
+                in_block = not in_block
+            elif in_block and lines and lines[-1].endswith("\\"):
+                lines[-1] = lines[-1][:-1] + " " + ln.strip()  # a shell line continued with a backslash
+            elif in_block:
+                lines.append(ln.split(" #")[0].rstrip())
         # inline mentions count when they carry arguments (`multissl export` alone just names the command)
-        lines += [c for c in re.findall(r"`(multissl [^`]+)`", text) if " --" in c]
+        lines += [c for c in re.findall(r"`(multissl [^`\n]+)`", text) if " --" in c]
         for line in lines:
             line = line.split(" #")[0].strip()
             line = re.sub(r"^.*?-m multissl\.cli ", "multissl ", line)  # accelerate launch ... -m multissl.cli train ...

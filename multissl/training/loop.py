@@ -17,6 +17,7 @@ from torch.optim.lr_scheduler import LambdaLR
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from multissl.errors import TrainingDivergedError
 from multissl.models._backbones import load_pretrained_backbone
 from multissl.registry import MethodSpec, get_method
 from multissl.training.batches import BatchSource, RangeSampler, derive_seed, seed_everything
@@ -24,10 +25,6 @@ from multissl.training.checkpoint import CHECKPOINTS, atomic_dir, checkpoint_dir
 from multissl.training.config import Recipe, RecipeError, TrainArgs
 from multissl.training.metrics_log import MetricsLog, plot_loss_curve
 from multissl.training.schedules import warmup_cosine
-
-
-class TrainingDivergedError(RuntimeError):
-    """The loss became NaN/inf; the last good checkpoint is left untouched."""
 
 
 @dataclass
@@ -94,15 +91,18 @@ def train(recipe: Recipe, output_dir: str | Path, resume: bool = False, accelera
     spec = get_method(recipe.method)
     accelerator = accelerator or _make_accelerator(args.mixed_precision)
     seed_everything(args.seed)
-    config = build_config(spec, recipe.model, recipe.source)
-    model = build_model(spec, config)
     dataset_name = recipe.dataset or spec.default_dataset
     if dataset_name is None:
         raise RecipeError(f"{recipe.source}: no 'dataset' given and method {spec.name!r} has no default dataset")
-    dataset = load_dataset_by_name(dataset_name, split=recipe.dataset_split, **recipe.dataset_args)
-    prepare = spec.extra.get("prepare_dataset")
-    if prepare is not None:  # e.g. tokenise and group text into blocks once, before batching
-        dataset = prepare(config, dataset)
+    # The main process goes first: caches it fills (a trained tokenizer, a tokenised dataset) are
+    # then read, not written concurrently, by the other processes of `accelerate launch`.
+    with accelerator.main_process_first():
+        config = build_config(spec, recipe.model, recipe.source)
+        model = build_model(spec, config)
+        dataset = load_dataset_by_name(dataset_name, split=recipe.dataset_split, **recipe.dataset_args)
+        prepare = spec.extra.get("prepare_dataset")
+        if prepare is not None:  # e.g. tokenise and group text into blocks once, before batching
+            dataset = prepare(config, dataset)
     source = BatchSource(dataset, spec.make_collator(config, train=True), args.batch_size, args.seed,
                          accelerator.num_processes, accelerator.process_index)
 
@@ -116,10 +116,16 @@ def train(recipe: Recipe, output_dir: str | Path, resume: bool = False, accelera
         ckpts = checkpoint_dirs(out)
         if not ckpts:
             raise FileNotFoundError(f"--resume: no complete checkpoint under {out / CHECKPOINTS}")
-        accelerator.load_state(str(ckpts[-1]))
+        try:
+            accelerator.load_state(str(ckpts[-1]))
+        except Exception as err:  # truncated / edited checkpoint: say which folder, keep the cause
+            raise ValueError(
+                f"--resume: checkpoint {ckpts[-1]} cannot be loaded ({type(err).__name__}: {err}); "
+                f"delete that folder to resume from an older checkpoint"
+            ) from err
         start_step = read_state(ckpts[-1])["step"]
         accelerator.print(f"resumed from {ckpts[-1]} at step {start_step}")
-    elif accelerator.is_main_process and checkpoint_dirs(out):
+    elif checkpoint_dirs(out):  # every process checks, so none is left waiting for a main process that stopped
         raise FileExistsError(f"{out} already holds checkpoints; pass --resume to continue or choose a new --output-dir")
 
     log = MetricsLog(out / "metrics.jsonl", resume_step=start_step if resume else None) if accelerator.is_main_process else None

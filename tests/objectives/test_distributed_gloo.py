@@ -21,7 +21,8 @@ import torch.multiprocessing as mp
 import torch.nn.functional as F
 
 import multissl.objectives.contrastive as contrastive
-from multissl.objectives import clip_loss, gather_no_grad, gather_with_grad, info_nce, nt_xent, rank, supcon_loss, world_size
+from multissl.objectives import (clip_loss, gather_no_grad, gather_with_grad, info_nce, nt_xent, rank,
+                                 soft_nearest_neighbor_loss, supcon_loss, world_size)
 
 WORLD, B, D = 2, 3, 5
 
@@ -49,6 +50,8 @@ LOSSES = {
     "clip_loss": lambda x, y, gd: clip_loss(F.normalize(x, dim=-1), y, 7.0, gather_distributed=gd),
     "supcon": lambda x, y, gd: supcon_loss(torch.stack([x, y], 1), None, 0.3, gather_distributed=gd),
     "supcon_labels": lambda x, y, gd: supcon_loss(torch.stack([x, y], 1), _labels(gd), 0.3, gather_distributed=gd),
+    # label 2 has no partner: rank 0 has 3 valid anchors, rank 1 has 2 -- the normalisation must be global
+    "soft_nearest_neighbor": lambda x, y, gd: soft_nearest_neighbor_loss(x + y, _labels(gd), 0.5, gather_distributed=gd),
 }
 
 
