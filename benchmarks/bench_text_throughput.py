@@ -37,7 +37,11 @@ def bare_loop(method: str, steps: int, batch_size: int, warm: int) -> tuple[floa
     config = build_config(spec, MODELS[method])
     seed_everything(0)
     model = build_model(spec, config).train()
-    source = BatchSource(load_dataset_by_name("python_docs"), spec.make_collator(config, train=True), batch_size, 0)
+    data = load_dataset_by_name("python_docs")
+    prepare = spec.extra.get("prepare_dataset")
+    if prepare is not None:  # the loop tokenises and groups blocks before batching: do the same
+        data = prepare(config, data)
+    source = BatchSource(data, spec.make_collator(config, train=True), batch_size, 0)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     tokens, start = 0, time.perf_counter()
     for step in range(steps):

@@ -34,7 +34,10 @@ def perplexity(model: torch.nn.Module, dataset: Any, collate_fn: Callable[..., d
     """{"perplexity", "nll" (mean per token), "tokens"}: every token weighs the same, whatever its batch.
 
     `model(**batch)` must return `.logits` [B, T, V] (a multissl LM, or any HF causal LM given
-    causal batches). Collators that draw random masks get a generator seeded with `seed`.
+    causal batches). Collators that draw random masks get a generator seeded with `seed`. For masked
+    batches (with `labels`) the result adds "masked_token_accuracy": argmax hits / masked tokens.
+    Only the token logits are scored, so a BERT trained with next-sentence prediction gets its MLM
+    perplexity: the NSP term of its loss never enters.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -48,24 +51,32 @@ def perplexity(model: torch.nn.Module, dataset: Any, collate_fn: Callable[..., d
         takes_generator = "generator" in inspect.signature(collate_fn).parameters
     except (TypeError, ValueError):
         takes_generator = False
-    total, count = torch.zeros((), dtype=torch.float64), 0
+    total, count, hits, masked = torch.zeros((), dtype=torch.float64), 0, 0, False
     try:
         for start in tqdm(range(0, len(dataset), batch_size), desc="perplexity", disable=not progress):
             columns = dataset[start : start + batch_size]
             rows = [dict(zip(columns, values)) for values in zip(*columns.values())]
             batch = collate_fn(rows, generator=generator) if takes_generator else collate_fn(rows)
             batch = {k: v.to(device) for k, v in batch.items() if isinstance(v, torch.Tensor)}
-            inputs = {k: v for k, v in batch.items() if k not in ("labels", "next_sentence_label")}
-            logits = model(**inputs, **({"labels": batch["labels"]} if "labels" in batch else {})).logits
+            # The whole batch goes in: an NSP-trained bert_mlm requires next_sentence_label in forward even
+            # though only its token logits are scored here.
+            logits = model(**batch).logits  # [B, T, V]
             nll, n = token_nll(logits, batch)
             total += nll.double().cpu()
             count += int(n)
+            if "labels" in batch:
+                masked = True
+                labels = batch["labels"]  # [B, T], -100 where nothing is predicted
+                hits += int(((logits.argmax(-1) == labels) & (labels != -100)).sum())
     finally:
         model.train(was_training)
     if count == 0:
         raise ValueError("no predicted tokens in the dataset (all texts empty or fully masked out)")
     mean = float(total) / count
-    return {"perplexity": math.exp(mean), "nll": mean, "tokens": count}
+    result = {"perplexity": math.exp(mean), "nll": mean, "tokens": count}
+    if masked:
+        result["masked_token_accuracy"] = hits / count
+    return result
 
 
 def evaluate_perplexity(model_dir: str, dataset_name: str, split: str = "test", batch_size: int = 32,

@@ -48,9 +48,10 @@ class BertMLMConfig(PretrainedConfig):
 
 @dataclass
 class BertMLMOutput(ModelOutput):
-    """loss: masked-token CE (+ NSP CE); masked_accuracy / perplexity over the masked positions of the batch."""
+    """loss: masked-token CE (+ NSP CE); mlm_loss, masked_accuracy and perplexity = exp(mlm_loss) cover the MLM term only."""
 
     loss: torch.Tensor | None = None
+    mlm_loss: torch.Tensor | None = None
     masked_accuracy: torch.Tensor | None = None
     perplexity: torch.Tensor | None = None
     nsp_loss: torch.Tensor | None = None
@@ -105,7 +106,7 @@ class BertMLMModel(PreTrainedModel):
         out = self.backbone(input_ids=input_ids, attention_mask=attention_mask,
                             output_hidden_states=self.nsp_head is not None, **extra)
         logits = out.logits  # [B, T, V]
-        loss = masked_token_loss(logits, labels)
+        mlm_loss = masked_token_loss(logits, labels)
         chosen = labels != -100  # [B, T]
         hits = (logits.detach().argmax(-1) == labels) & chosen
         accuracy = hits.sum() / chosen.sum().clamp_min(1)
@@ -115,8 +116,10 @@ class BertMLMModel(PreTrainedModel):
                 raise ValueError("next_sentence=True: the batch needs next_sentence_label (use the bert_mlm collator)")
             nsp_logits = self.nsp_head(out.hidden_states[-1][:, 0])  # [B, 2] from the [CLS] state
             nsp_loss = nn.functional.cross_entropy(nsp_logits, next_sentence_label)
-            loss = loss + nsp_loss
-        return BertMLMOutput(loss=loss, masked_accuracy=accuracy.detach(), perplexity=torch.exp(loss.detach()),
+        loss = mlm_loss if nsp_loss is None else mlm_loss + nsp_loss
+        # Perplexity is a property of the token predictions: exp of the MLM term alone, never of MLM + NSP.
+        return BertMLMOutput(loss=loss, mlm_loss=mlm_loss.detach(), masked_accuracy=accuracy.detach(),
+                             perplexity=torch.exp(mlm_loss.detach()),
                              nsp_loss=None if nsp_loss is None else nsp_loss.detach(), logits=logits)
 
     def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **_: object) -> torch.Tensor:

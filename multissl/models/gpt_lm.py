@@ -11,7 +11,7 @@ from transformers.utils import ModelOutput
 from multissl.models._backbones import build_backbone, resolve_backbone_config, text_features
 from multissl.modalities.text.blocks import group_texts
 from multissl.modalities.text.collators import CausalLMCollator
-from multissl.modalities.text.tokenizer import check_vocab, get_tokenizer, tokenizer_spec_for
+from multissl.modalities.text.tokenizer import causal_lm_tokenizer, check_vocab, get_tokenizer, tokenizer_spec_for
 from multissl.objectives import next_token_loss
 from multissl.registry import register_method
 
@@ -32,8 +32,9 @@ class GPTLMConfig(PretrainedConfig):
         if "vocab_size" not in cfg:  # a fresh config: take the vocabulary and special ids from the tokenizer
             tok = get_tokenizer(self.tokenizer_path)
             eos = tok.eos_token_id if tok.eos_token_id is not None else tok.sep_token_id
-            bos = tok.bos_token_id if tok.bos_token_id is not None else eos
-            cfg.update(vocab_size=len(tok), eos_token_id=eos, bos_token_id=bos,
+            # Training frames documents as `text </s>` and never shows <s>, so </s> is what precedes a
+            # document: it is also the BOS generation starts from (as GPT-2's <|endoftext|>).
+            cfg.update(vocab_size=len(tok), eos_token_id=eos, bos_token_id=eos,
                        pad_token_id=tok.pad_token_id if tok.pad_token_id is not None else eos)
         context = cfg.get("n_positions", cfg.get("max_position_embeddings"))
         if context is None:
@@ -109,12 +110,16 @@ class GPTLMModel(PreTrainedModel):
         """The HF causal LM itself: the export loads with AutoModelForCausalLM and generates."""
         return self.backbone
 
+    def inference_tokenizer(self):
+        """The tokenizer as a causal LM's folder ships it: prompts get no </s> appended, batches pad on the left."""
+        return causal_lm_tokenizer(get_tokenizer(tokenizer_spec_for(self.config)))
+
     def save_export_extras(self, out_dir: Path) -> None:
-        """Ship the tokenizer with the exported model."""
-        get_tokenizer(tokenizer_spec_for(self.config)).save_pretrained(out_dir)
+        """Ship the (causal-LM) tokenizer with the exported model."""
+        self.inference_tokenizer().save_pretrained(out_dir)
 
     def save_pretrained(self, save_directory, *args, **kwargs):
-        """save_pretrained + the tokenizer, so the folder is self-contained."""
+        """save_pretrained + the (causal-LM) tokenizer, so the folder is self-contained."""
         result = super().save_pretrained(save_directory, *args, **kwargs)
-        get_tokenizer(tokenizer_spec_for(self.config)).save_pretrained(save_directory)
+        self.inference_tokenizer().save_pretrained(save_directory)
         return result

@@ -51,6 +51,16 @@ def test_next_sentence_head_adds_its_cross_entropy():
                             token_type_ids=batch["token_type_ids"], output_hidden_states=True).hidden_states[-1]
     nsp = torch.nn.functional.cross_entropy(model.nsp_head(hidden[:, 0]), batch["next_sentence_label"])
     assert torch.allclose(out.nsp_loss, nsp, atol=1e-6)
+    # Perplexity and accuracy describe the token predictions alone: the NSP term must not leak into them.
+    mlm = torch.nn.functional.cross_entropy(model.backbone(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                                                           token_type_ids=batch["token_type_ids"]).logits.flatten(0, 1),
+                                            batch["labels"].flatten(), ignore_index=-100)
+    assert torch.allclose(out.mlm_loss, mlm, atol=1e-6) and torch.allclose(out.loss, mlm + nsp, atol=1e-6)
+    assert torch.allclose(out.perplexity, mlm.exp(), rtol=1e-5)
+    assert not torch.allclose(out.perplexity, out.loss.exp(), rtol=1e-3)
+    chosen = batch["labels"] != -100
+    expected_acc = (out.logits.argmax(-1)[chosen] == batch["labels"][chosen]).float().mean()
+    assert torch.allclose(out.masked_accuracy, expected_acc)
     out.loss.backward()
     assert model.nsp_head.weight.grad is not None
 

@@ -57,3 +57,19 @@ def test_export_is_a_plain_causal_lm_with_its_tokenizer(tmp_path):
     with torch.no_grad():  # the exported weights are the trained ones
         ids = prompt["input_ids"]
         assert torch.allclose(lm(ids).logits, model.backbone(ids).logits)
+
+
+def test_saved_tokenizer_encodes_prompts_as_training_did_and_pads_left(tmp_path):
+    model = GPTLMModel(tiny_gpt_lm_config())
+    model.save_pretrained(tmp_path / "run")
+    collate = make_gpt_lm_collator(model.config, train=False)
+    for folder in (save_encoder(model, tmp_path / "export"), tmp_path / "run"):
+        tok = AutoTokenizer.from_pretrained(folder)
+        ids = tok("Return the value")["input_ids"]
+        # Training frames a document as `text </s>`: the prompt is the text without the trailing </s>.
+        assert ids == collate([{"text": "Return the value"}])["input_ids"][0, :-1].tolist()
+        assert ids[-1] != tok.eos_token_id and tok.eos_token_id not in ids
+        assert tok.padding_side == "left"
+        batch = tok(["Return", "Return the value"], padding=True, return_tensors="pt")
+        assert batch["attention_mask"][0, 0] == 0 and batch["attention_mask"][:, -1].all()
+        assert tok.bos_token_id == tok.eos_token_id == model.config.backbone_config["bos_token_id"]

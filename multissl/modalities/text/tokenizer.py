@@ -3,7 +3,8 @@
 The folder loads with `AutoTokenizer.from_pretrained(DIR)` and has every special token our text
 methods need: <pad> (id 0), <unk>, <s> (CLS / BOS), </s> (SEP / EOS) and <mask>. Encoding a single
 text adds `<s> ... </s>` (BERT-style); causal-LM collators encode with add_special_tokens=False and
-put </s> between documents themselves. The sentencepiece model is converted by reading its pieces
+put </s> between documents themselves, and a causal LM's folder gets `causal_lm_tokenizer`'s copy
+(no special tokens added, left padding). The sentencepiece model is converted by reading its pieces
 and scores (and, for BPE, rebuilding the merges), so no protobuf dependency is needed; the trained
 `spm.model` is kept in the folder for reference.
 """
@@ -177,6 +178,39 @@ def tokenizer_spec_for(config) -> str:
     if not getattr(config, "tokenizer_path", None):
         raise ValueError(f"{type(config).__name__}: tokenizer_path is not set (a folder, 'pkg:...' or 'trained:...' spec)")
     return config.tokenizer_path
+
+
+def causal_lm_tokenizer(tokenizer):
+    """A copy of `tokenizer` for a causal LM's folder: encodes a prompt as training did and pads on the left.
+
+    Causal-LM training frames every document as `text </s>` with add_special_tokens=False, so a prompt
+    must not gain special tokens either: a BERT-style `<s> $A </s>` post-processor would end every
+    prompt with EOS and the model would start a new document instead of continuing it. The copy
+    adds no special tokens, names </s> as its BOS too (the only boundary the model ever saw before a
+    document, as GPT-2 does with <|endoftext|>) and pads on the left, so a batch of prompts ends in
+    real tokens where generation continues. The copy is a generic fast tokenizer (not e.g.
+    BertTokenizer, whose loader would rebuild the [CLS]/[SEP] template from its own settings).
+    """
+    import copy
+
+    from tokenizers import processors
+    from transformers import PreTrainedTokenizerFast
+
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:  # a slow (python) tokenizer has no post-processor to replace; fix the padding only
+        out = copy.deepcopy(tokenizer)
+        out.padding_side = out.init_kwargs["padding_side"] = "left"
+        return out
+    backend = copy.deepcopy(backend)
+    probe = "a"
+    if tokenizer(probe)["input_ids"] != tokenizer(probe, add_special_tokens=False)["input_ids"]:
+        backend.post_processor = processors.TemplateProcessing(single="$A", pair="$A $B:1", special_tokens=[])
+    specials = {k: v for k, v in tokenizer.special_tokens_map.items() if isinstance(v, str)}
+    eos = specials.get("eos_token", specials.get("sep_token"))
+    if eos is not None:
+        specials["eos_token"] = specials["bos_token"] = eos
+    return PreTrainedTokenizerFast(tokenizer_object=backend, padding_side="left",
+                                   model_max_length=tokenizer.model_max_length, **specials)
 
 
 def check_vocab(config_vocab: int, tokenizer, spec: str) -> None:
