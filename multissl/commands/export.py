@@ -1,7 +1,9 @@
-"""`multissl export --model RUN/final --out DIR`: the encoder alone, as a plain Hugging Face folder."""
+"""`multissl export --model RUN/final --out DIR [--tower vision|text]`: an encoder alone, as a plain Hugging Face folder."""
 from __future__ import annotations
 
 import argparse
+
+TOWERS = ("vision", "text")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -9,14 +11,29 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("export", help="export a trained model's encoder as a plain transformers folder")
     p.add_argument("--model", required=True, help="a multissl model folder (e.g. runs/simclr/final)")
     p.add_argument("--out", required=True, help="destination folder (written atomically)")
+    p.add_argument("--tower", choices=TOWERS, default=None,
+                   help="CLIP models only: which tower to export (vision: + image processor, the default; "
+                        "text: + tokenizer)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Load the multissl model and save its encoder with save_encoder."""
+    """Load the multissl model and save its encoder with save_encoder (or one CLIP tower with save_tower)."""
+    from multissl.models.clip import DualEncoderModel, save_tower
     from multissl.models.export import save_encoder
     from multissl.models.loading import load_model
 
-    out = save_encoder(load_model(args.model), args.out)
-    print(f"exported encoder to {out} (load it with transformers.AutoModel.from_pretrained)")
+    model = load_model(args.model)
+    if args.tower is None:
+        out = save_encoder(model, args.out)
+        what = "encoder"
+    else:
+        # Only a dual encoder has two towers; for any other method --tower would silently mean nothing.
+        if not isinstance(model, DualEncoderModel):
+            raise ValueError(f"--tower applies to CLIP models only; {args.model} is a "
+                             f"{getattr(model.config, 'model_type', type(model).__name__)!r} model "
+                             f"(drop --tower to export its encoder)")
+        out = save_tower(model, args.out, args.tower)
+        what = f"{args.tower} tower"
+    print(f"exported {what} to {out} (load it with transformers.AutoModel.from_pretrained)")
     return 0

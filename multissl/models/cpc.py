@@ -8,7 +8,7 @@ PreTrainedModel: it loads with `transformers.AutoModel` after `import multissl` 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, make_dataclass
 
 import torch
 from torch import nn
@@ -24,6 +24,8 @@ from multissl.registry import register_method
 NORMS = ("layer", "batch", "none")
 CONTEXTS = ("gru", "lstm", "transformer")
 EMBED_LAYERS = ("context", "encoder", "both")
+# CPCOutput declares one accuracy_step{k} field per step up to this K (the paper uses 12; 64 frames = 640 ms ahead)
+MAX_PREDICTION_STEPS = 64
 
 
 class CPCEncoderConfig(PretrainedConfig):
@@ -61,6 +63,8 @@ class CPCConfig(CPCEncoderConfig):
                  negatives: str = "batch", crop_seconds: float = 0.5, embed_layer: str = "context", **kwargs):
         if negatives not in NEGATIVE_MODES or embed_layer not in EMBED_LAYERS:
             raise ValueError(f"negatives must be one of {NEGATIVE_MODES} (got {negatives!r}); embed_layer one of {EMBED_LAYERS} (got {embed_layer!r})")
+        if not 1 <= prediction_steps <= MAX_PREDICTION_STEPS:
+            raise ValueError(f"prediction_steps must be in [1, {MAX_PREDICTION_STEPS}]; got {prediction_steps}")
         self.prediction_steps, self.num_negatives, self.negatives = prediction_steps, num_negatives, negatives
         self.crop_seconds, self.embed_layer = crop_seconds, embed_layer
         super().__init__(sampling_rate=sampling_rate, conv_kernels=conv_kernels, conv_strides=conv_strides, encoder_dim=encoder_dim,
@@ -179,16 +183,20 @@ class CPCEncoder(_CPCPreTrained):
         return CPCEncoderOutput(last_hidden_state=c, encoder_hidden_state=z, frame_lengths=frames)
 
 
-@dataclass
-class CPCOutput(ModelOutput):
-    """loss: K-step InfoNCE; accuracy: mean over steps; accuracy_step1 / accuracy_last: steps 1 and K; step_accuracy [K]."""
-
-    loss: torch.Tensor | None = None
-    accuracy: torch.Tensor | None = None
-    accuracy_step1: torch.Tensor | None = None
-    accuracy_last: torch.Tensor | None = None
-    step_accuracy: torch.Tensor | None = None
-    step_loss: torch.Tensor | None = None
+# The loop logs every 0-dim tensor field of a ModelOutput, so each step's accuracy is its own field
+# (accuracy_step1 ... accuracy_stepK; fields left None are not part of the output). Declared fields,
+# not keys added at run time, so the output still rebuilds from its fields (torch pytree, DDP, accelerate).
+CPCOutput = make_dataclass(
+    "CPCOutput",
+    [("loss", "torch.Tensor | None", None), ("accuracy", "torch.Tensor | None", None),
+     ("accuracy_last", "torch.Tensor | None", None), ("step_accuracy", "torch.Tensor | None", None),
+     ("step_loss", "torch.Tensor | None", None)]
+    + [(f"accuracy_step{k}", "torch.Tensor | None", None) for k in range(1, MAX_PREDICTION_STEPS + 1)],
+    bases=(ModelOutput,),
+    namespace={"__doc__": "loss: K-step InfoNCE; accuracy: mean over steps; accuracy_step1..accuracy_stepK and "
+                          "accuracy_last (= step K): 0-dim per-step accuracies; step_accuracy / step_loss [K]."},
+)
+CPCOutput.__module__ = __name__  # so pickle and repr find it here
 
 
 def make_cpc_collator(config: CPCConfig, train: bool = True, generator: torch.Generator | None = None) -> AudioCollator:
@@ -226,8 +234,9 @@ class CPCModel(_CPCPreTrained):
         pred = self.predictor(c).view(B, T, self.config.prediction_steps, D)  # [B, T, K, D]: W_k c_t
         out = cpc_loss(pred, z, enc.frame_lengths, self.config.num_negatives, self.config.negatives, noise=negative_noise)
         acc = out.step_accuracy
-        return CPCOutput(loss=out.loss, accuracy=acc.nanmean(), accuracy_step1=acc[0], accuracy_last=acc[-1],
-                         step_accuracy=acc, step_loss=out.step_loss)
+        per_step = {f"accuracy_step{k + 1}": a for k, a in enumerate(acc)}  # 0-dim each, so metrics.jsonl gets all K
+        return CPCOutput(loss=out.loss, accuracy=acc.nanmean(), accuracy_last=acc[-1], step_accuracy=acc,
+                         step_loss=out.step_loss, **per_step)
 
     def embed(self, input_values: torch.Tensor, lengths: torch.Tensor | None = None, **_: object) -> torch.Tensor:
         """Utterance features [B, C] (or [B, D], [B, C+D]): context c / encodings z mean-pooled over valid frames."""

@@ -117,3 +117,31 @@ def test_save_load_and_encoder_export(tmp_path):
     enc = AutoModel.from_pretrained(tmp_path / "enc").eval()
     assert isinstance(enc, CPCEncoder)
     torch.testing.assert_close(enc(x).last_hidden_state, m.encoder(x).last_hidden_state)
+
+
+def test_every_step_accuracy_is_a_scalar_field_and_reaches_metrics_jsonl(tmp_path):
+    import json
+
+    from multissl.training import recipe_from_dict, train
+
+    cfg = tiny_cpc_config()
+    cfg.prediction_steps = 12
+    torch.manual_seed(0)
+    out = CPCModel(cfg).train()(torch.stack([_wave(4000), _wave(4000, 1)]))
+    for k in range(1, 13):  # one 0-dim field per step, equal to step_accuracy[k-1]
+        v = getattr(out, f"accuracy_step{k}")
+        assert v.dim() == 0 and torch.equal(v, out.step_accuracy[k - 1]) and f"accuracy_step{k}" in out
+    assert "accuracy_step13" not in out and torch.equal(out.accuracy_last, out.accuracy_step12)
+    with pytest.raises(ValueError, match="prediction_steps must be in"):
+        CPCConfig(prediction_steps=0)
+
+    # the loop logs every 0-dim field, so metrics.jsonl carries all K per-step accuracies
+    model = {"encoder_dim": 16, "context_dim": 16, "prediction_steps": 12, "num_negatives": 4, "crop_seconds": 0.2}
+    recipe = recipe_from_dict({"method": "cpc", "dataset": "spoken_digits", "model": model,
+                               "train": {"max_steps": 2, "batch_size": 4, "log_every": 1, "progress": False}})
+    train(recipe, tmp_path / "run")
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert len(rows) == 2
+    for row in rows:
+        assert {f"accuracy_step{k}" for k in range(1, 13)} <= row.keys() and "accuracy" in row
+        assert all(0 <= row[f"accuracy_step{k}"] <= 1 for k in range(1, 13))
