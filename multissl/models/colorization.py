@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from PIL import Image
+from PIL import Image, ImageChops
 from torch import nn
 from transformers import PretrainedConfig, PreTrainedModel
 from transformers.utils import ModelOutput
@@ -22,7 +22,6 @@ from multissl.modalities.image.image_batch import ImageBatch
 from multissl.modalities.image.lab import in_gamut_ab_bins, quantize_ab, rgb_to_lab
 from multissl.registry import register_method
 
-GRAYSCALE_MODES = ("1", "L", "LA", "I", "I;16", "F", "P")  # "P" counts only when its palette is grey (checked below)
 GRAYSCALE_POLICIES = ("error", "tint", "accept")
 AB_SCALE = 110.0  # |a|, |b| < ~110 for sRGB colours
 # Saturated, distinct ink colours for 'tint' (a fixed table: the same image always gets the same colour).
@@ -56,9 +55,28 @@ class ColorizationOutput(ModelOutput):
     prediction: torch.Tensor | None = None
 
 
-def is_grayscale(image) -> bool:
-    """True for PIL images whose mode carries no colour (L, 1, I, F, ...)."""
-    return isinstance(image, Image.Image) and image.mode in GRAYSCALE_MODES and image.mode != "P"
+def _rgb_is_grey(rgb: Image.Image) -> bool:
+    """True when an RGB PIL image has R == G == B at every pixel (compared in C by PIL, no Python loop)."""
+    r, g, b = rgb.split()
+    return ImageChops.difference(r, g).getbbox() is None and ImageChops.difference(g, b).getbbox() is None
+
+
+def grayscale_kind(image: object) -> str | None:
+    """Why a PIL image is grey ('L', 'P with a grey palette', 'RGB with R=G=B everywhere', ...), or None if it has colour."""
+    if not isinstance(image, Image.Image):
+        return None
+    if Image.getmodebase(image.mode) == "L":  # 1, L, LA, I, I;16*, F: the mode cannot carry colour at all
+        return image.mode
+    if image.mode == "P":
+        # Only the palette entries the pixels use matter; converting applies the palette (and its transparency).
+        return "P with a grey palette" if _rgb_is_grey(image.convert("RGB")) else None
+    # RGB / RGBA / CMYK / ... whose content is grey: ab targets would be all zero, just as for an "L" image.
+    return f"{image.mode} with R=G=B everywhere" if _rgb_is_grey(image.convert("RGB")) else None
+
+
+def is_grayscale(image: object) -> bool:
+    """True for PIL images without colour: grey modes (L, 1, I, F, ...), grey-palette P, and RGB with R=G=B."""
+    return grayscale_kind(image) is not None
 
 
 def tint(image: Image.Image) -> Image.Image:
@@ -85,15 +103,16 @@ class ColorizationCollator:
 
     def _image(self, row: dict, i: int):
         image = row.get("image")
-        if self.train and is_grayscale(image):
+        # 'accept' needs no check; the content checks (P palette, R=G=B) cost a pass over the pixels.
+        kind = grayscale_kind(image) if self.train and self.config.grayscale_input != "accept" else None
+        if kind is not None:
             if self.config.grayscale_input == "error":
                 raise ValueError(
-                    f"colorization: row {i}: 'image' is a grayscale ({image.mode}) image, but colourisation must be "
+                    f"colorization: row {i}: 'image' is a grayscale ({kind}) image, but colourisation must be "
                     "trained on RGB images (the ab targets of a grey image are all zero). Use colour data, or set "
                     "model.grayscale_input='tint' (deterministic synthetic colour) or 'accept'."
                 )
-            if self.config.grayscale_input == "tint":
-                return tint(image)
+            return tint(image)  # grayscale_input == "tint"
         return image
 
     def __call__(self, rows: list[dict], generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:

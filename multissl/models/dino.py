@@ -94,9 +94,18 @@ class DINOModel(PreTrainedModel):
         self.teacher_backbone = make_teacher(self.backbone)
         self.teacher_head = make_teacher(self.head)
         self.register_buffer("center", torch.zeros(config.out_dim))
-        self.teacher_temp_now = config.warmup_teacher_temp  # set by on_step_end from the schedule
+        # Optimizer steps done, as a saved buffer: the teacher temperature is a function of it, so a run resumed at
+        # step S (accelerate load_state) or a reloaded model uses the scheduled value, not the warm-up start.
+        self.register_buffer("steps_done", torch.zeros((), dtype=torch.long))
         self.post_init()
         self._sync_teacher()
+
+    @property
+    def teacher_temp_now(self) -> float:
+        """Teacher temperature for the next forward: linear warm-up start -> end as a function of steps_done."""
+        c = self.config
+        return linear_warmup_value(int(self.steps_done), c.teacher_temp_warmup_steps, c.warmup_teacher_temp,
+                                   c.teacher_temp)
 
     @torch.no_grad()
     def _sync_teacher(self) -> None:
@@ -133,9 +142,7 @@ class DINOModel(PreTrainedModel):
         m = cosine_ramp(step, max_steps, self.config.base_momentum, 1.0)
         ema_update(self.teacher_backbone, self.backbone, m)
         ema_update(self.teacher_head, self.head, m)
-        c = self.config
-        self.teacher_temp_now = linear_warmup_value(step + 1, c.teacher_temp_warmup_steps, c.warmup_teacher_temp,
-                                                    c.teacher_temp)
+        self.steps_done.fill_(step + 1)  # teacher_temp_now follows from it
 
     def encoder_for_export(self) -> PreTrainedModel:
         """The plain HF vision backbone (student)."""

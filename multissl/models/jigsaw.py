@@ -19,7 +19,10 @@ from multissl.registry import register_method
 
 
 class JigsawConfig(PretrainedConfig):
-    """Grid (3 -> 9 tiles), gap between tiles (pixels), jitter, permutation set size/seed, head width."""
+    """Grid (3 -> 9 tiles), gap (min blank pixels between neighbouring tiles), jitter, permutation set size/seed, head width.
+
+    A tile is (image_size // grid) - 2 * gap pixels: the room a jitter of `gap` needs while keeping tiles >= gap apart.
+    """
 
     model_type = "multissl_jigsaw"
 
@@ -36,7 +39,7 @@ class JigsawConfig(PretrainedConfig):
 
     @property
     def tile_size(self) -> int:
-        """Side of one tile in pixels (raises when the image is too small for the grid)."""
+        """Side of one tile in pixels, cell - 2 * gap (raises when the image is too small for the grid)."""
         return check_grid(self.image_size, self.grid, self.gap)
 
 

@@ -20,7 +20,10 @@ NUM_POSITIONS = 8
 
 
 class RelativePatchConfig(PretrainedConfig):
-    """Image size (cut into a 3x3 grid), gap between patches, jitter, pair-classifier width."""
+    """Image size (cut into a 3x3 grid), gap (min blank pixels between neighbouring patches), jitter, head width.
+
+    A patch is (image_size // 3) - 2 * gap pixels, so the jittered centre and neighbour never touch.
+    """
 
     model_type = "multissl_relative_patch"
 
@@ -34,7 +37,7 @@ class RelativePatchConfig(PretrainedConfig):
 
     @property
     def patch_size(self) -> int:
-        """Side of one patch in pixels (raises when the image is too small for the 3x3 grid)."""
+        """Side of one patch in pixels, cell - 2 * gap (raises when the image is too small for the 3x3 grid)."""
         return check_grid(self.image_size, 3, self.gap)
 
 

@@ -6,8 +6,8 @@ import torch.nn.functional as F
 from PIL import Image
 
 from multissl.data import load_dataset_by_name
-from multissl.models.colorization import (ColorizationConfig, ColorizationModel, make_colorization_collator, tint,
-                                          tiny_colorization_config)
+from multissl.models.colorization import (ColorizationConfig, ColorizationModel, is_grayscale,
+                                          make_colorization_collator, tint, tiny_colorization_config)
 from multissl.modalities.image.lab import rgb_to_lab
 
 
@@ -23,6 +23,41 @@ def test_grayscale_training_input_is_a_clear_error_by_default():
     make_colorization_collator(cfg, train=False)(_rows())  # embedding grey images is fine
     with pytest.raises(ValueError, match="grayscale_input"):
         ColorizationConfig(grayscale_input="maybe")
+
+
+def _grey_palette_image():
+    """A "P" image whose palette is grey (entry i = (i, i, i)) and a copy with a colour palette."""
+    grey = Image.fromarray(np.arange(64, dtype=np.uint8).reshape(8, 8) * 4).convert("P")
+    grey.putpalette([v for i in range(256) for v in (i, i, i)])
+    colour = grey.copy()
+    colour.putpalette([v for i in range(256) for v in (i, 255 - i, 40)])
+    return grey, colour
+
+
+def test_grey_palette_and_grey_rgb_content_count_as_grayscale():
+    grey_p, colour_p = _grey_palette_image()
+    grey_rgb = Image.merge("RGB", [_rows(1)[0]["image"]] * 3)  # R = G = B everywhere
+    almost = grey_rgb.copy()
+    almost.putpixel((3, 3), (10, 11, 10))  # one coloured pixel is colour
+    assert is_grayscale(grey_p) and is_grayscale(grey_rgb) and is_grayscale(grey_rgb.convert("RGBA"))
+    assert not is_grayscale(colour_p) and not is_grayscale(almost) and not is_grayscale(Image.new("RGB", (4, 4), (255, 0, 0)))
+    assert is_grayscale(Image.new("F", (4, 4))) and is_grayscale(Image.new("LA", (4, 4)))
+
+    cfg = ColorizationConfig(backbone_config=tiny_colorization_config().backbone_config, image_size=16,
+                             crop_scale=None)  # no random crop: the tint comparison below is exact
+    collate = make_colorization_collator(cfg)
+    with pytest.raises(ValueError, match=r"row 1: 'image' is a grayscale \(P with a grey palette\) image.*must be trained on RGB"):
+        collate([{"image": colour_p}, {"image": grey_p}])
+    with pytest.raises(ValueError, match=r"row 0: 'image' is a grayscale \(RGB with R=G=B everywhere\) image"):
+        collate([{"image": grey_rgb}])
+    assert collate([{"image": colour_p}, {"image": almost}])["ab_targets"].shape == (2, cfg.target_size, cfg.target_size)
+
+    cfg.grayscale_input = "tint"  # tinting applies to every kind of grey input
+    tinted = make_colorization_collator(cfg)([{"image": grey_p}, {"image": grey_rgb}])
+    plain = make_colorization_collator(cfg)([{"image": tint(grey_p)}, {"image": tint(grey_rgb)}])
+    assert torch.equal(tinted["ab_targets"], plain["ab_targets"])
+    cfg.grayscale_input = "accept"
+    assert make_colorization_collator(cfg)([{"image": grey_p}, {"image": grey_rgb}])["ab_targets"].shape[0] == 2
 
 
 def test_tint_is_deterministic_colour_with_the_same_lightness_pattern():

@@ -55,3 +55,28 @@ def test_teacher_temperature_warmup_and_teacher_ema():
         temps.append(model.teacher_temp_now)
     assert temps[0] == pytest.approx(0.04 + 0.03 / 4) and temps[3:] == [0.07] * 3
     assert all(not p.requires_grad for p in model.teacher_backbone.parameters())
+
+
+def test_teacher_temperature_survives_save_load_and_resume(tmp_path):
+    """After S steps the schedule's value comes back from a state_dict / save_pretrained, not the warm-up start."""
+    torch.manual_seed(0)
+    cfg = tiny_dino_config()
+    cfg.teacher_temp_warmup_steps = 10
+    model = DINOModel(cfg).eval()
+    for step in range(3):
+        model.on_step_end(step, 20)
+    expected = 0.04 + 0.03 * 3 / 10
+    assert model.teacher_temp_now == pytest.approx(expected)
+
+    resumed = DINOModel(cfg).eval()  # what the loop builds before accelerator.load_state
+    assert resumed.teacher_temp_now == pytest.approx(cfg.warmup_teacher_temp)
+    resumed.load_state_dict(model.state_dict())
+    assert resumed.teacher_temp_now == pytest.approx(expected)
+
+    model.save_pretrained(tmp_path, safe_serialization=True)
+    reloaded = DINOModel.from_pretrained(tmp_path).eval()
+    assert reloaded.teacher_temp_now == pytest.approx(expected)
+    batch = _batch(cfg)
+    assert torch.allclose(reloaded(**batch).loss, model(**batch).loss, atol=1e-6)  # same temperature in the loss
+    reloaded.on_step_end(3, 20)  # and the schedule continues from there
+    assert reloaded.teacher_temp_now == pytest.approx(0.04 + 0.03 * 4 / 10)

@@ -8,8 +8,10 @@ NEIGHBOURS_3X3 = (0, 1, 2, 3, 5, 6, 7, 8)
 
 
 def tile_size(image_size: int, grid: int, gap: int) -> int:
-    """Side of one tile: the grid cell minus the gap (the gap stops tiles sharing edges, a trivial cue)."""
-    return image_size // grid - gap
+    """Side of one tile: the grid cell minus 2 * gap, room for a jitter of `gap` that still leaves >= gap between tiles."""
+    # Neighbours are (cell - tile) + (offset difference) apart; with offsets in a window `gap` wide that is
+    # >= 2*gap - gap = gap, so tiles never share an edge (a trivial low-level continuity cue).
+    return image_size // grid - 2 * gap
 
 
 def check_grid(image_size: int, grid: int, gap: int, min_tile: int = 2, field: str = "image_size") -> int:
@@ -20,10 +22,11 @@ def check_grid(image_size: int, grid: int, gap: int, min_tile: int = 2, field: s
         raise ValueError(f"gap must be >= 0; got {gap}")
     tile = tile_size(image_size, grid, gap)
     if tile < min_tile:
-        need = grid * (gap + min_tile)
+        need = grid * (2 * gap + min_tile)
         raise ValueError(
             f"Image too small for the crop or jigsaw grid: {field}={image_size} with a {grid}x{grid} grid and gap {gap} "
-            f"leaves {tile}-pixel tiles (need >= {min_tile}); use {field} >= {need} or a smaller gap/grid"
+            f"leaves {max(tile, 0)}-pixel tiles (need >= {min_tile}; a tile is the cell minus 2*gap); "
+            f"use {field} >= {need} or a smaller gap/grid"
         )
     return tile
 
@@ -32,8 +35,10 @@ def grid_tiles(images: torch.Tensor, grid: int = 3, gap: int = 2, jitter: bool =
                generator: torch.Generator | None = None) -> torch.Tensor:
     """Cut each image [B, C, H, W] into grid*grid tiles [B, grid*grid, C, t, t] with gaps and per-tile random jitter.
 
-    Each tile sits inside its cell (side H // grid) at a random offset in [0, gap] (or centred when jitter=False),
-    so neighbouring tiles never touch and low-level continuity cannot solve the task.
+    A tile is t = cell - 2*gap (cell = min(H, W) // grid). Its offset inside the cell is gap // 2 + U{0..gap} (a
+    window of gap + 1 positions around the centred offset gap), or exactly gap (centred) when jitter=False. So the
+    pixels between neighbouring tiles number 2*gap + (difference of offsets), i.e. between gap and 3*gap
+    (exactly 2*gap without jitter): neighbouring tiles never touch and low-level continuity cannot solve the task.
     """
     if images.dim() != 4:
         raise ValueError(f"images must be [B, C, H, W]; got shape {tuple(images.shape)}")
@@ -43,9 +48,9 @@ def grid_tiles(images: torch.Tensor, grid: int = 3, gap: int = 2, jitter: bool =
     cell = side // grid
     n = grid * grid
     if jitter and gap > 0:
-        off = torch.randint(0, gap + 1, (b, n, 2), generator=generator)  # [B, n, (y, x)]
+        off = gap // 2 + torch.randint(0, gap + 1, (b, n, 2), generator=generator)  # [B, n, (y, x)]
     else:
-        off = torch.full((b, n, 2), gap // 2, dtype=torch.long)
+        off = torch.full((b, n, 2), gap, dtype=torch.long)  # centred: gap on each side of the tile
     cell_idx = torch.arange(n)
     top = (cell_idx // grid) * cell + off[..., 0]  # [B, n]
     left = (cell_idx % grid) * cell + off[..., 1]  # [B, n]

@@ -18,16 +18,36 @@ def _coords(b=2, s=12):
 def test_grid_tiles_positions_gaps_and_jitter():
     imgs = _coords()
     g = torch.Generator().manual_seed(0)
-    tiles = grid_tiles(imgs, grid=3, gap=1, jitter=True, generator=g)  # cells of 4 px, tiles of 3 px
-    assert tiles.shape == (2, 9, 2, 3, 3)
+    tiles = grid_tiles(imgs, grid=3, gap=1, jitter=True, generator=g)  # cells of 4 px, tiles of 4 - 2*1 = 2 px
+    assert tiles.shape == (2, 9, 2, 2, 2)
     for k in range(9):
         top, left = tiles[:, k, 0, 0, 0], tiles[:, k, 1, 0, 0]
-        cell_top, cell_left = (k // 3) * 4, (k % 3) * 4
+        cell_top, cell_left = (k // 3) * 4, (k % 3) * 4  # offset in gap // 2 + {0..gap} = {0, 1}
         assert ((top >= cell_top) & (top <= cell_top + 1)).all() and ((left >= cell_left) & (left <= cell_left + 1)).all()
         # each tile is a contiguous crop of the image
-        assert torch.equal(tiles[:, k, 0, :, 0] - top[:, None], torch.arange(3.0).expand(2, 3))
+        assert torch.equal(tiles[:, k, 0, :, 0] - top[:, None], torch.arange(2.0).expand(2, 2))
     fixed = grid_tiles(imgs, grid=3, gap=1, jitter=False)
-    assert torch.equal(fixed[0, 4, :, 0, 0], torch.tensor([4.0, 4.0]))  # centred offset gap // 2 = 0
+    assert torch.equal(fixed[0, 4, :, 0, 0], torch.tensor([5.0, 5.0]))  # centred: offset gap = 1 in the 4-px cell
+
+
+@pytest.mark.parametrize("gap,jitter", [(1, True), (2, True), (3, True), (2, False)])
+def test_neighbouring_tiles_are_always_at_least_gap_apart(gap, jitter):
+    """Over many random draws, the blank strip between any two horizontally/vertically adjacent tiles is >= gap."""
+    s, grid = 3 * (2 * gap + 3) + 2, 3  # a couple of spare pixels past the last cell, as with real image sizes
+    imgs = _coords(b=500, s=s)
+    tiles = grid_tiles(imgs, grid=grid, gap=gap, jitter=jitter, generator=torch.Generator().manual_seed(gap))
+    t = tiles.shape[-1]
+    top = tiles[:, :, 0, 0, 0].view(-1, grid, grid)  # [B, row, col]
+    left = tiles[:, :, 1, 0, 0].view(-1, grid, grid)
+    sep_x = left[:, :, 1:] - (left[:, :, :-1] + t)  # blank columns between a tile and its right neighbour
+    sep_y = top[:, 1:, :] - (top[:, :-1, :] + t)  # blank rows between a tile and the one below
+    seps = torch.cat([sep_x.flatten(), sep_y.flatten()])
+    assert int(seps.min()) >= gap
+    if jitter:  # the whole window is used: separations span gap .. 3*gap
+        assert int(seps.min()) == gap and int(seps.max()) == 3 * gap
+    else:
+        assert (seps == 2 * gap).all()
+    assert int(top.max()) + t <= s and int(left.max()) + t <= s
 
 
 def test_grid_tiles_deterministic_with_generator():
@@ -45,12 +65,12 @@ def test_image_too_small_for_grid_is_a_clear_error():
 def test_relative_patch_pairs_label_is_neighbour_position():
     imgs = _coords(b=64)
     centre, neighbour, label = relative_patch_pairs(imgs, gap=1, jitter=False, generator=torch.Generator().manual_seed(0))
-    assert centre.shape == neighbour.shape == (64, 2, 3, 3) and label.shape == (64,)
+    assert centre.shape == neighbour.shape == (64, 2, 2, 2) and label.shape == (64,)
     assert set(label.tolist()) == set(range(8))
     grid_idx = torch.tensor(NEIGHBOURS_3X3)[label]
-    assert torch.equal(neighbour[:, 0, 0, 0], (grid_idx // 3) * 4.0)
-    assert torch.equal(neighbour[:, 1, 0, 0], (grid_idx % 3) * 4.0)
-    assert torch.equal(centre[:, :, 0, 0], torch.full((64, 2), 4.0))
+    assert torch.equal(neighbour[:, 0, 0, 0], (grid_idx // 3) * 4.0 + 1)  # centred: offset gap = 1 in its cell
+    assert torch.equal(neighbour[:, 1, 0, 0], (grid_idx % 3) * 4.0 + 1)
+    assert torch.equal(centre[:, :, 0, 0], torch.full((64, 2), 5.0))
 
 
 def test_patchify_roundtrip_and_layout():
