@@ -7,17 +7,13 @@ per-rank parameter gradients with the full-batch gradients. Eval mode keeps Batc
 running statistics and dropout off (otherwise halves and the whole batch legitimately differ).
 The control run without gathering shows the comparison can fail.
 """
-import json
-import socket
-
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 
 from multissl.data import load_dataset_by_name
 from multissl.modalities.image_text import ImageCaptionCollator
 from multissl.models.clip import DualEncoderModel, tiny_clip_config
+from tests.gloo import run_on_ranks
 
 WORLD, B = 2, 4
 
@@ -41,31 +37,18 @@ def _loss_and_grads(model, batch, gather):
     return out.loss.item(), grads
 
 
-def _worker(r, port, out_dir):
-    torch.set_num_threads(1)  # forked child: keep OpenMP out of it
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=r, world_size=WORLD)
+def _worker(r):
     model, batch = _setup()
     local = {k: v[r * B:(r + 1) * B] for k, v in batch.items()}  # this rank's pairs (same padding width T)
     res = {}
     res["loss"], res["grads"] = _loss_and_grads(model, local, gather=True)
     res["naive_loss"], _ = _loss_and_grads(model, local, gather=False)
-    with open(f"{out_dir}/rank{r}.json", "w") as f:
-        json.dump(res, f)
-    dist.destroy_process_group()
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return res
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    out = tmp_path_factory.mktemp("clip_gloo")
-    method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
-    mp.start_processes(_worker, args=(_free_port(), str(out)), nprocs=WORLD, join=True, start_method=method)
-    per_rank = [json.loads((out / f"rank{r}.json").read_text()) for r in range(WORLD)]
+def runs():
+    per_rank = run_on_ranks(_worker, WORLD)
     model, batch = _setup()
     full_loss, full_grads = _loss_and_grads(model, batch, gather=False)
     return per_rank, full_loss, full_grads

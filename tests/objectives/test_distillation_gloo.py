@@ -4,17 +4,13 @@ The full teacher output [V, N, K] is split along the batch into two UNEQUAL rank
 check also proves the row count is reduced with the sums: averaging the two per-rank means would give another
 centre. Each rank starts from the same centre and must end with the full-batch centre; without the collective
 (gather_distributed=False) each rank ends with its local centre, which differs (the check can fail).
-Workers are forked (no re-import of the package) with one thread each, as in test_distributed_gloo.py.
+Workers run through tests/gloo.py (forked, one thread each).
 """
-import json
-import socket
-
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 
 from multissl.objectives.distillation import update_center
+from tests.gloo import run_on_ranks
 
 WORLD, V, K, MOMENTUM = 2, 2, 4, 0.9
 SPLIT = (3, 5)  # rows per rank: unequal on purpose
@@ -26,31 +22,18 @@ def _inputs() -> tuple[torch.Tensor, torch.Tensor]:
     return torch.randn(K, generator=g), torch.randn(V, sum(SPLIT), K, generator=g) * 3 + 1
 
 
-def _worker(r: int, port: int, out_dir: str) -> None:
-    torch.set_num_threads(1)  # forked child: keep OpenMP out of it
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=r, world_size=WORLD)
+def _worker(r: int) -> dict:
     centre0, full = _inputs()
     start = sum(SPLIT[:r])
     local = full[:, start:start + SPLIT[r]]  # this rank's rows, every view: [V, B_r, K]
     gathered = update_center(centre0.clone(), local, MOMENTUM, gather_distributed=True)
     alone = update_center(centre0.clone(), local, MOMENTUM, gather_distributed=False)
-    with open(f"{out_dir}/rank{r}.json", "w") as f:
-        json.dump({"gathered": gathered.tolist(), "local": alone.tolist()}, f)
-    dist.destroy_process_group()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return {"gathered": gathered.tolist(), "local": alone.tolist()}
 
 
 @pytest.fixture(scope="module")
-def gloo_results(tmp_path_factory):
-    out = tmp_path_factory.mktemp("gloo_centre")
-    method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
-    mp.start_processes(_worker, args=(_free_port(), str(out)), nprocs=WORLD, join=True, start_method=method)
-    return [json.loads((out / f"rank{r}.json").read_text()) for r in range(WORLD)]
+def gloo_results():
+    return run_on_ranks(_worker, WORLD)
 
 
 def test_gathered_centre_equals_single_process_full_batch_centre(gloo_results):

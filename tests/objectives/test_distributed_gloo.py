@@ -9,20 +9,17 @@ that of mean_r(loss_r); the matching input gradient on rank r is x_r.grad / W. W
       all-reduce in backward fails this; the "naive" entry proves the check can fail),
   (3) per rank, loss and gradients equal lightly's NTXentLoss(gather_distributed=True) and
       open_clip's ClipLoss(local_loss=True, gather_with_grad=True) on the same inputs.
-Workers are forked (no re-import of the package: seconds instead of ~30 s) with one thread each.
+Workers run through tests/gloo.py (forked, one thread each).
 """
-import json
-import socket
-
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 import torch.nn.functional as F
 
 import multissl.objectives.contrastive as contrastive
 from multissl.objectives import (clip_loss, gather_no_grad, gather_with_grad, info_nce, nt_xent, rank,
                                  soft_nearest_neighbor_loss, supcon_loss, world_size)
+from tests.gloo import run_on_ranks
 
 WORLD, B, D = 2, 3, 5
 
@@ -83,9 +80,7 @@ def _run(fn, r):
     return {"loss": loss.item(), "gx": x.grad.tolist(), "gy": y.grad.tolist()}
 
 
-def _worker(r, port, out_dir):
-    torch.set_num_threads(1)  # forked child: keep OpenMP out of it
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=r, world_size=WORLD)
+def _worker(r):
     res = {name: _run(lambda x, y: fn(x, y, True), r) for name, fn in LOSSES.items()}
     res["peers"] = {name: _run(fn, r) for name, fn in PEERS.items()
                     if (NTXentLoss if name.startswith("lightly") else ClipLoss) is not None}
@@ -94,23 +89,12 @@ def _worker(r, port, out_dir):
     res["gather"] = gather_with_grad(torch.full((2, 1), float(r))).flatten().tolist()
     res["gather_no_grad"] = gather_no_grad(torch.tensor([r, 10 + r])).tolist()
     res["rank_world"] = [rank(), world_size()]
-    with open(f"{out_dir}/rank{r}.json", "w") as f:
-        json.dump(res, f)
-    dist.destroy_process_group()
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return res
 
 
 @pytest.fixture(scope="module")
-def gloo_results(tmp_path_factory):
-    out = tmp_path_factory.mktemp("gloo")
-    method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
-    mp.start_processes(_worker, args=(_free_port(), str(out)), nprocs=WORLD, join=True, start_method=method)
-    return [json.loads((out / f"rank{r}.json").read_text()) for r in range(WORLD)]
+def gloo_results():
+    return run_on_ranks(_worker, WORLD)
 
 
 def _full(fn):

@@ -80,12 +80,7 @@ def test_queue_buffers_are_saved_in_state_dict():
     assert torch.equal(fresh.keys, q.keys) and int(fresh.ptr) == 2
 
 
-def _queue_worker(rank, port, out_dir):
-    import json
-
-    import torch.distributed as dist
-
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+def _queue_worker(rank: int) -> dict:
     q = KeyQueue(size=8, dim=2, generator=torch.Generator().manual_seed(0))
     q.enqueue(torch.full((2, 2), float(rank)))  # each rank has its own keys; the global batch is 4
     error = ""
@@ -93,22 +88,13 @@ def _queue_worker(rank, port, out_dir):
         KeyQueue(size=6, dim=2).enqueue(torch.zeros(2, 2))  # 6 % (2 x 2) != 0 only when counted globally
     except ValueError as err:
         error = str(err)
-    with open(f"{out_dir}/rank{rank}.json", "w") as f:
-        json.dump({"keys": q.keys[:, 0].tolist(), "ptr": int(q.ptr), "error": error}, f)
-    dist.destroy_process_group()
+    return {"keys": q.keys[:, 0].tolist(), "ptr": int(q.ptr), "error": error}
 
 
-def test_queue_enqueues_keys_gathered_from_every_process(tmp_path):
-    import json
-    import socket
+def test_queue_enqueues_keys_gathered_from_every_process():
+    from tests.gloo import run_on_ranks
 
-    import torch.multiprocessing as mp
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    mp.spawn(_queue_worker, args=(port, str(tmp_path)), nprocs=2, join=True)
-    r0, r1 = (json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2))
+    r0, r1 = run_on_ranks(_queue_worker, 2)
     assert r0["keys"][:4] == [0.0, 0.0, 1.0, 1.0] and r0["keys"] == r1["keys"]  # same queue on both ranks, rank order
     assert r0["ptr"] == r1["ptr"] == 4
     assert "global batch size 4" in r0["error"]
