@@ -22,6 +22,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--length-penalty", type=float, default=None, help="beam score = log p / length ** penalty")
     p.add_argument("--no-repeat-ngram-size", type=int, default=None, help="forbid repeating any n-gram of this size")
     p.add_argument("--num-return-sequences", type=int, default=None, help="beams / samples to print (default 1)")
+    p.add_argument("--min-tokens-to-keep", type=int, default=None, help="top-k / top-p never keep fewer tokens (default 1)")
+    p.add_argument("--early-stopping", choices=["true", "false", "never"], default=None,
+                   help="beam search: stop when num_beams hypotheses are done (true), on a length heuristic (false, "
+                        "default) or only when no better one is possible (never), as in transformers")
     p.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
     p.set_defaults(func=run)
 
@@ -56,7 +60,8 @@ def run(args: argparse.Namespace) -> int:
     kwargs = strategy_kwargs(args.strategy, num_beams=args.num_beams, temperature=args.temperature, top_k=args.top_k,
                              top_p=args.top_p, length_penalty=args.length_penalty,
                              no_repeat_ngram_size=args.no_repeat_ngram_size,
-                             num_return_sequences=args.num_return_sequences)
+                             num_return_sequences=args.num_return_sequences, min_tokens_to_keep=args.min_tokens_to_keep,
+                             early_stopping={"true": True, "false": False}.get(args.early_stopping, args.early_stopping))
     model, tok = load_causal_lm(args.model)
     ids = tok(args.prompt, add_special_tokens=False, return_tensors="pt")["input_ids"]
     if ids.shape[1] == 0:  # an empty prompt starts from the beginning-of-text token

@@ -39,3 +39,22 @@ def test_unknown_strategy(model_dir, capsys):
 def test_prompt_longer_than_the_context(model_dir, capsys):
     assert main(["generate", "--model", model_dir, "--prompt", "word " * 40, "--max-new-tokens", "5"]) == 1
     assert "the prompt has 120 tokens but the model's context is 64 positions" in capsys.readouterr().err
+
+
+def test_beam_and_filter_options_reach_generate(model_dir, capsys, monkeypatch):
+    import multissl.decoding as decoding
+
+    seen = {}
+    real = decoding.generate
+
+    def spy(model, ids, **kwargs):
+        seen.update(kwargs)
+        return real(model, ids, **kwargs)
+
+    monkeypatch.setattr(decoding, "generate", spy)
+    assert main(["generate", "--model", model_dir, "--prompt", "Open a", "--strategy", "beam", "--num-beams", "3",
+                 "--early-stopping", "never", "--length-penalty", "0.5", "--max-new-tokens", "3"]) == 0
+    assert seen["early_stopping"] == "never" and seen["num_beams"] == 3 and seen["length_penalty"] == 0.5
+    assert main(["generate", "--model", model_dir, "--prompt", "Open a", "--strategy", "top-p", "--top-p", "0.5",
+                 "--min-tokens-to-keep", "3", "--max-new-tokens", "3"]) == 0
+    assert seen["min_tokens_to_keep"] == 3 and seen["top_p"] == 0.5 and seen["do_sample"] is True
