@@ -1,8 +1,10 @@
 """Colourisation (Zhang et al. 2016): predict the ab channels of Lab from L, as classification over quantised ab bins.
 
 Input must be colour (RGB): a grey image's ab targets are all zero and the task is degenerate. grayscale_input decides:
-'error' (default) raises, 'tint' colours grey images deterministically (ink tinted with a palette colour picked by a
-hash of the pixels — independent of any label; used for the digits results), 'accept' trains on them anyway.
+'error' (default) raises; 'orient' colours a grey image by its local stroke orientation (hue = doubled gradient
+angle: predictable from L, never the label; used for the digits results); 'tint' inks it with a palette colour picked
+by a hash of the pixels (not predictable from L: a control that shows the task then teaches nothing); 'accept' trains
+on them anyway (all-zero ab targets).
 """
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ from multissl.modalities.image.image_batch import ImageBatch
 from multissl.modalities.image.lab import in_gamut_ab_bins, quantize_ab, rgb_to_lab
 from multissl.registry import register_method
 
-GRAYSCALE_POLICIES = ("error", "tint", "accept")
+GRAYSCALE_POLICIES = ("error", "tint", "orient", "accept")
 AB_SCALE = 110.0  # |a|, |b| < ~110 for sRGB colours
 # Saturated, distinct ink colours for 'tint' (a fixed table: the same image always gets the same colour).
 TINT_PALETTE = ((255, 64, 64), (64, 200, 64), (64, 96, 255), (255, 200, 0), (200, 64, 255), (0, 200, 200))
@@ -86,6 +88,31 @@ def tint(image: Image.Image) -> Image.Image:
     return Image.merge("RGB", [grey.point(lambda v, c=c: v * c // 255) for c in colour])
 
 
+def orientation_tint(image: Image.Image, size: int = 32) -> Image.Image:
+    """A grey image as RGB [size x size] whose hue is the local stroke orientation (deterministic, label-free).
+
+    Colour in natural images is predictable from the grey context; a hash tint is not. Here the hue of
+    each pixel is twice the angle of the smoothed intensity gradient (orientation is defined modulo
+    180 degrees, so both edges of a stroke get one hue), the saturation grows with the gradient
+    strength and the value is the grey level: predicting ab from L means detecting oriented strokes.
+    """
+    import numpy as np
+
+    grey = np.asarray(image.convert("L").resize((size, size), Image.BILINEAR), dtype=np.float32) / 255.0
+    gy, gx = np.gradient(grey)  # [S, S] each, central differences
+    # structure tensor smoothed over a 3x3 box: a stable orientation even where one gradient is noisy
+    def box(a):
+        p = np.pad(a, 1, mode="edge")
+        return sum(p[i:i + size, j:j + size] for i in range(3) for j in range(3)) / 9.0
+    jxx, jyy, jxy = box(gx * gx), box(gy * gy), box(gx * gy)
+    hue = (np.arctan2(2 * jxy, jxx - jyy) / (2 * np.pi)) % 1.0  # doubled angle in [0, 1)
+    strength = np.sqrt((jxx - jyy) ** 2 + 4 * jxy ** 2)
+    sat = np.clip(strength / (strength.max() + 1e-8) * 1.5, 0.0, 1.0)
+    hsv = np.stack([hue, sat, grey], -1)  # value = the grey level: L stays close to the grey image's
+    rgb = Image.fromarray((hsv * 255).astype(np.uint8), mode="HSV").convert("RGB")
+    return rgb
+
+
 def lightness_input(rgb01: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """RGB in [0, 1] [B, 3, S, S] -> (L scaled to [-1, 1] and repeated to 3 channels [B, 3, S, S], Lab [B, 3, S, S])."""
     lab = rgb_to_lab(rgb01)
@@ -112,7 +139,7 @@ class ColorizationCollator:
                     "trained on RGB images (the ab targets of a grey image are all zero). Use colour data, or set "
                     "model.grayscale_input='tint' (deterministic synthetic colour) or 'accept'."
                 )
-            return tint(image)  # grayscale_input == "tint"
+            return tint(image) if self.config.grayscale_input == "tint" else orientation_tint(image, self.config.image_size)
         return image
 
     def __call__(self, rows: list[dict], generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:

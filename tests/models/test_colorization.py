@@ -7,7 +7,8 @@ from PIL import Image
 
 from multissl.data import load_dataset_by_name
 from multissl.models.colorization import (ColorizationConfig, ColorizationModel, is_grayscale,
-                                          make_colorization_collator, tint, tiny_colorization_config)
+                                          make_colorization_collator, orientation_tint, tint,
+                                          tiny_colorization_config)
 from multissl.modalities.image.lab import rgb_to_lab
 
 
@@ -67,6 +68,43 @@ def test_tint_is_deterministic_colour_with_the_same_lightness_pattern():
     rgb = torch.tensor(np.array(a), dtype=torch.float)
     assert (rgb.amax(-1) - rgb.amin(-1)).max() > 50  # really coloured
     assert torch.equal(rgb.sum(-1) == 0, torch.tensor(np.array(grey)) == 0)  # ink where the digit is
+
+
+def _bar(vertical: bool) -> Image.Image:
+    a = np.zeros((16, 16), np.uint8)
+    if vertical:
+        a[2:14, 7:9] = 255
+    else:
+        a[7:9, 2:14] = 255
+    return Image.fromarray(a, mode="L")
+
+
+def test_orientation_tint_colours_by_stroke_orientation_and_keeps_the_grey_level():
+    def edge_hues(image):
+        hsv = np.asarray(orientation_tint(image, 16).convert("HSV"), dtype=np.float32) / 255
+        strong = hsv[..., 1] > 0.5  # saturated pixels: the strokes' edges
+        return hsv[..., 0][strong], hsv[..., 2]
+
+    v_hue, v_val = edge_hues(_bar(True))
+    h_hue, _ = edge_hues(_bar(False))
+    assert v_hue.size and h_hue.size
+    # one orientation -> one hue (both edges of a bar agree: orientation is modulo 180 degrees) ...
+    assert np.ptp(v_hue) < 0.05 and np.ptp(h_hue) < 0.05
+    # ... and a perpendicular stroke gets the opposite hue (the doubled angle turns by 180 degrees)
+    gap = abs(float(np.median(v_hue)) - float(np.median(h_hue)))
+    assert min(gap, 1 - gap) == pytest.approx(0.5, abs=0.05)
+    grey = np.asarray(_bar(True).resize((16, 16)), dtype=np.float32) / 255
+    assert np.abs(v_val - grey).max() < 0.01  # HSV value is the grey level: ink where the digit is
+    digit = _rows(1)[0]["image"]
+    assert orientation_tint(digit).tobytes() == orientation_tint(digit).tobytes()  # deterministic, label-free
+
+
+def test_orient_policy_gives_non_trivial_ab_targets():
+    cfg = ColorizationConfig(backbone_config=tiny_colorization_config().backbone_config, image_size=16,
+                             grayscale_input="orient")
+    torch.manual_seed(0)
+    targets = make_colorization_collator(cfg)(_rows(8))["ab_targets"]
+    assert targets.unique().numel() > 5  # many ab bins, not only the neutral one
 
 
 def test_targets_come_from_lab_of_the_rgb_image():
