@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
-import time
 from pathlib import Path
 
 import torch
@@ -31,7 +29,9 @@ from multissl.evaluation.zero_shot import zero_shot_classify
 from multissl.models.clip import make_clip_collator
 from multissl.models.loading import load_model
 from multissl.registry import get_method
-from multissl.training import build_config, build_model, load_recipe, train
+from multissl.training import build_config, build_model, load_recipe
+
+from _runs import train_or_reuse  # benchmarks/ is on sys.path when a script here runs
 
 SEEN = ["a handwritten digit {}"]  # one of the dataset's caption templates
 UNSEEN = ["a picture of the number {}.", "an image of a {}.", "this is the digit {}", "{}"]
@@ -67,12 +67,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
     recipe, run = load_recipe(args.recipe), Path(args.run_dir)
-    train_s = None
-    if args.retrain or not (run / "final").is_dir():
-        shutil.rmtree(run, ignore_errors=True)
-        t0 = time.perf_counter()
-        train(recipe, run)
-        train_s = time.perf_counter() - t0
+    train_s = train_or_reuse(recipe, run, args.retrain)
     spec = get_method(recipe.method)
     torch.manual_seed(recipe.train.seed)
     random_model = build_model(spec, build_config(spec, recipe.model)).eval()  # same towers, MiniLM loaded, rest random

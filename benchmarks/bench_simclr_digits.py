@@ -8,16 +8,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import tempfile
-import time
 from pathlib import Path
 
 import torch
 
 from multissl.evaluation import evaluate_model
 from multissl.registry import get_method
-from multissl.training import build_config, build_model, load_recipe, train
+from multissl.training import build_config, build_model, load_recipe
+
+from _runs import train_or_reuse  # benchmarks/ is on sys.path when a script here runs
 
 
 def main() -> None:
@@ -28,12 +28,7 @@ def main() -> None:
     args = ap.parse_args()
     recipe = load_recipe(args.recipe)
     run = Path(args.run_dir)
-    train_s = None
-    if args.retrain or not (run / "final").is_dir():
-        shutil.rmtree(run, ignore_errors=True)
-        t0 = time.perf_counter()
-        train(recipe, run)
-        train_s = time.perf_counter() - t0
+    train_s = train_or_reuse(recipe, run, args.retrain)
     spec = get_method(recipe.method)
     torch.manual_seed(recipe.train.seed)
     rows = []
