@@ -22,6 +22,8 @@ class JigsawConfig(PretrainedConfig):
     """Grid (3 -> 9 tiles), gap (min blank pixels between neighbouring tiles), jitter, permutation set size/seed, head width.
 
     A tile is (image_size // grid) - 2 * gap pixels: the room a jitter of `gap` needs while keeping tiles >= gap apart.
+    normalize_tiles standardises every training tile on its own (as Noroozi & Favaro do), so low-level statistics
+    such as a tile's brightness cannot reveal its position.
     """
 
     model_type = "multissl_jigsaw"
@@ -29,9 +31,9 @@ class JigsawConfig(PretrainedConfig):
     def __init__(self, backbone_config: dict | None = None, backbone_path: str | None = None, image_size: int = 48,
                  grid: int = 3, gap: int = 2, jitter: bool = True, num_permutations: int = 100,
                  permutation_seed: int = 0, tile_hidden_dim: int = 64, head_hidden_dim: int = 256,
-                 crop_scale: list[float] | None = (0.7, 1.0), **kwargs):
+                 crop_scale: list[float] | None = (0.7, 1.0), normalize_tiles: bool = True, **kwargs):
         set_backbone_fields(self, backbone_config, backbone_path, image_size)
-        self.grid, self.gap, self.jitter = grid, gap, jitter
+        self.grid, self.gap, self.jitter, self.normalize_tiles = grid, gap, jitter, normalize_tiles
         self.num_permutations, self.permutation_seed = num_permutations, permutation_seed
         self.tile_hidden_dim, self.head_hidden_dim = tile_hidden_dim, head_hidden_dim
         self.crop_scale = list(crop_scale) if crop_scale is not None else None
@@ -65,6 +67,12 @@ class JigsawCollator:
     def __call__(self, rows: list[dict], generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         c = self.config
         tiles = grid_tiles(self.batch(rows), c.grid, c.gap, c.jitter, generator=generator)  # [B, n, 3, t, t]
+        if c.normalize_tiles:
+            # Noroozi & Favaro normalise every tile on its own: a tile's brightness and contrast (e.g. how much
+            # ink it holds) would otherwise give its position away without any shape being understood.
+            mean = tiles.mean(dim=(2, 3, 4), keepdim=True)
+            std = tiles.std(dim=(2, 3, 4), keepdim=True)
+            tiles = (tiles - mean) / (std + 0.05)  # the floor keeps near-empty tiles from blowing up noise
         shuffled, labels = shuffle_tiles(tiles, self.permutations, generator=generator)
         return {"tiles": shuffled, "permutation_labels": labels}
 
