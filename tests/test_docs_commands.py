@@ -51,10 +51,9 @@ def test_documented_command_parses(doc, line):
         if exit_.code == 0:  # --help
             return
         pytest.fail(f"{doc}: `{line}` does not parse (exit {exit_.code})")
-    for name in ("recipe",):
-        value = getattr(args, name, None)
-        if value:
-            assert (ROOT / value).is_file(), f"{doc}: `{line}` names a missing recipe {value}"
+    recipe = getattr(args, "recipe", None)
+    if recipe:
+        assert (ROOT / recipe).is_file(), f"{doc}: `{line}` names a missing recipe {recipe}"
 
 
 @pytest.mark.parametrize("doc", DOCS, ids=[d.name for d in DOCS])

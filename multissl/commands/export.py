@@ -19,7 +19,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Load the multissl model and save its encoder with save_encoder (or one CLIP tower with save_tower)."""
-    from multissl.models.clip import DualEncoderModel, save_tower
     from multissl.models.export import save_encoder
     from multissl.models.loading import load_model
 
@@ -28,6 +27,8 @@ def run(args: argparse.Namespace) -> int:
         out = save_encoder(model, args.out)
         what = "encoder"
     else:
+        from multissl.models.clip import DualEncoderModel, save_tower
+
         # Only a dual encoder has two towers; for any other method --tower would silently mean nothing.
         if not isinstance(model, DualEncoderModel):
             raise ValueError(f"--tower applies to CLIP models only; {args.model} is a "

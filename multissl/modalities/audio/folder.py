@@ -10,8 +10,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from multissl.data.local import SPLIT_DIRS  # the same split folders as every other local dataset
+
 SOUNDFILE_EXTS = (".wav", ".flac", ".ogg", ".aiff", ".aif")
-SPLIT_DIRS = ("train", "validation", "test")
 
 
 def audio_files(root: Path) -> list[Path]:
