@@ -125,7 +125,7 @@ def bench_memory() -> None:
     os.environ["MALLOC_MMAP_THRESHOLD_"] = str(64 * 1024)  # read by the spawned children's malloc at start-up
     os.environ["OMP_NUM_THREADS"] = "1"
     paths = ["local (multissl)", "global (open_clip)", "local (open_clip)"]
-    print(f"\n(2) 2 gloo processes, peak resident memory added by one fwd+bwd (MiB, mean over ranks)")
+    print("\n(2) 2 gloo processes, peak resident memory added by one fwd+bwd (MiB, mean over ranks)")
     print(f"{'N':>6} {'D':>4} {'path':<20} {'peak MiB':>9} {'vs global':>10} {'loss (mean over ranks)':>24} {'s':>6}")
     for n, d in MEM_SIZES:
         img, txt, scale = _features(n, d)

@@ -19,6 +19,7 @@ import json
 from pathlib import Path
 
 import torch
+from _runs import train_or_reuse  # benchmarks/ is on sys.path when a script here runs
 
 from multissl.data import load_dataset_by_name
 from multissl.data.digits_captions import NUMBER_WORDS
@@ -30,8 +31,6 @@ from multissl.models.clip import make_clip_collator
 from multissl.models.loading import load_model
 from multissl.registry import get_method
 from multissl.training import build_config, build_model, load_recipe
-
-from _runs import train_or_reuse  # benchmarks/ is on sys.path when a script here runs
 
 SEEN = ["a handwritten digit {}"]  # one of the dataset's caption templates
 UNSEEN = ["a picture of the number {}.", "an image of a {}.", "this is the digit {}", "{}"]

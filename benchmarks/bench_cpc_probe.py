@@ -16,7 +16,6 @@ from pathlib import Path
 
 import torch
 
-
 C_GRID = (0.01, 0.1, 1.0, 10.0)
 
 
@@ -47,7 +46,6 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(args.threads)
 
-    import multissl  # noqa: F401  (registers the methods)
     from multissl.data import load_dataset_by_name
     from multissl.evaluation.features import extract_features, label_tensor
     from multissl.evaluation.linear_probe import linear_probe_accuracy

@@ -34,7 +34,7 @@ def bare_loop(recipe, steps: int, interval: int) -> list[float]:
     """The same step written by hand: index draw, collate, forward, backward, clip, AdamW, LR schedule."""
     from multissl.data import load_dataset_by_name
     from multissl.models.cpc import CPCConfig, CPCModel, make_cpc_collator
-    from multissl.training.schedules import warmup_cosine
+    from multissl.schedules import warmup_cosine
 
     args = recipe.train
     torch.manual_seed(args.seed)
@@ -108,7 +108,6 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    import multissl  # noqa: F401
     from multissl.training.config import load_recipe
 
     crop = load_recipe(args.recipe).model.get("crop_seconds", 0.5)

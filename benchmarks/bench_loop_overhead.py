@@ -16,11 +16,11 @@ from torch.optim.lr_scheduler import LambdaLR
 from torch.utils.data import DataLoader
 
 from multissl.data import load_dataset_by_name
+from multissl.data.batches import BatchSource, RangeSampler
 from multissl.registry import get_method
+from multissl.schedules import warmup_cosine
 from multissl.training import build_config, build_model, recipe_from_dict, train
-from multissl.training.batches import BatchSource, RangeSampler
 from multissl.training.loop import make_optimizer
-from multissl.training.schedules import warmup_cosine
 
 RECIPE = {"method": "simclr", "dataset": "digits", "model": {"image_size": 32},
           "train": {"batch_size": 128, "learning_rate": 1e-3, "warmup_steps": 5, "log_every": 10, "progress": False}}
@@ -35,7 +35,7 @@ def bare(steps: int) -> float:
     config = build_config(spec, recipe.model)
     model = build_model(spec, config)
     data = load_dataset_by_name("digits", split="train")
-    loader = DataLoader(BatchSource(data, spec.make_collator(config), 128, 0), batch_size=None, sampler=RangeSampler(0, steps))
+    loader = DataLoader(BatchSource(data, spec.model_class.make_collator(config), 128, 0), batch_size=None, sampler=RangeSampler(0, steps))
     opt = make_optimizer(model, recipe.train)
     sched = LambdaLR(opt, lambda s: warmup_cosine(s, steps, 5))
     model.train()

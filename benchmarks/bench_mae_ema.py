@@ -47,7 +47,12 @@ def bench_ema(repeats: int) -> None:
     """EMA update of a ResNet-50 (transformers ResNetModel, ~23.5M parameters): foreach vs per-parameter loop."""
     from transformers import ResNetConfig, ResNetModel
 
-    from multissl.training.ema import ema_update, ema_update_loop, make_teacher
+    from multissl.models.common.ema import ema_update, make_teacher
+
+    @torch.no_grad()
+    def ema_update_loop(target, online, momentum):  # the naive baseline: one multiply-add per tensor
+        for t, o in zip(target.parameters(), online.parameters()):
+            t.mul_(momentum).add_(o.detach(), alpha=1.0 - momentum)
 
     online = ResNetModel(ResNetConfig())  # defaults = ResNet-50
     target = make_teacher(online)

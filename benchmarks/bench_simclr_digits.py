@@ -12,12 +12,11 @@ import tempfile
 from pathlib import Path
 
 import torch
+from _runs import train_or_reuse  # benchmarks/ is on sys.path when a script here runs
 
 from multissl.evaluation import evaluate_model
 from multissl.registry import get_method
 from multissl.training import build_config, build_model, load_recipe
-
-from _runs import train_or_reuse  # benchmarks/ is on sys.path when a script here runs
 
 
 def main() -> None:

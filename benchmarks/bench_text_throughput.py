@@ -16,9 +16,9 @@ import time
 import torch
 
 from multissl.data import load_dataset_by_name
+from multissl.data.batches import BatchSource, derive_seed, seed_everything
 from multissl.registry import get_method
 from multissl.training import train
-from multissl.training.batches import BatchSource, derive_seed, seed_everything
 from multissl.training.config import recipe_from_dict
 from multissl.training.loop import build_config, build_model
 
@@ -38,10 +38,8 @@ def bare_loop(method: str, steps: int, batch_size: int, warm: int) -> tuple[floa
     seed_everything(0)
     model = build_model(spec, config).train()
     data = load_dataset_by_name("python_docs")
-    prepare = spec.extra.get("prepare_dataset")
-    if prepare is not None:  # the loop tokenises and groups blocks before batching: do the same
-        data = prepare(config, data)
-    source = BatchSource(data, spec.make_collator(config, train=True), batch_size, 0)
+    data = spec.model_class.prepare_dataset(config, data)  # the loop tokenises and groups blocks before batching: do the same
+    source = BatchSource(data, spec.model_class.make_collator(config, train=True), batch_size, 0)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     tokens, start = 0, time.perf_counter()
     for step in range(steps):

@@ -51,7 +51,7 @@ def probe_layers(model, spec, config, train_ds, test_ds, input_size: int | None 
     """Linear-probe test accuracy of every layer's pooled features."""
     from multissl.evaluation.linear_probe import linear_probe_accuracy
 
-    collate = spec.make_collator(config, train=False)
+    collate = spec.model_class.make_collator(config, train=False)
     xtr, ytr = layer_features(model, train_ds, collate, input_size=input_size)
     xte, yte = layer_features(model, test_ds, collate, input_size=input_size)
     return [linear_probe_accuracy(a, ytr, b, yte)["accuracy"] for a, b in zip(xtr, xte)]
@@ -69,9 +69,9 @@ def main() -> None:
     from transformers import AutoModel
 
     from multissl.data import load_dataset_by_name
+    from multissl.data.batches import seed_everything
     from multissl.registry import get_method
     from multissl.training import load_recipe
-    from multissl.training.batches import seed_everything
     from multissl.training.loop import build_config, build_model
 
     train_ds, test_ds = load_dataset_by_name("digits", split="train"), load_dataset_by_name("digits", split="test")

@@ -33,7 +33,7 @@ def score(model, spec, config, train_ds, test_ds, k: int) -> dict:
     from multissl.evaluation.knn import knn_accuracy
     from multissl.evaluation.linear_probe import linear_probe_accuracy
 
-    collate = spec.make_collator(config, train=False)
+    collate = spec.model_class.make_collator(config, train=False)
     xtr, ytr = extract_features(model, train_ds, collate, progress=False)
     xte, yte = extract_features(model, test_ds, collate, progress=False)
     knn = knn_accuracy(xtr, ytr, xte, yte, num_classes=10, k=k, temperature=0.1)
@@ -46,9 +46,9 @@ def run_method(name: str, out: Path, steps: int, batch_size: int, k: int, train_
     """Train one method with the shared budget and score trained vs random-init features."""
     from transformers import AutoModel
 
+    from multissl.data.batches import seed_everything
     from multissl.registry import get_method
     from multissl.training import load_recipe, train
-    from multissl.training.batches import seed_everything
     from multissl.training.loop import build_config, build_model
 
     overrides = [f"train.max_steps={steps}", f"train.batch_size={batch_size}", "train.progress=false",
@@ -68,7 +68,7 @@ def run_method(name: str, out: Path, steps: int, batch_size: int, k: int, train_
     trained = AutoModel.from_pretrained(result.final_dir)
     row["trained"] = score(trained, spec, trained.config, train_ds, test_ds, k)
     if hasattr(trained, "on_train_end"):  # MAE: reconstruction grid of test images
-        batch = spec.make_collator(trained.config, train=False)([dict(image=im) for im in test_ds[:8]["image"]])
+        batch = spec.model_class.make_collator(trained.config, train=False)([dict(image=im) for im in test_ds[:8]["image"]])
         trained.on_train_end(run_dir, batch)
     return row
 
@@ -104,7 +104,6 @@ def main() -> None:
         return
     torch.set_num_threads(1)
 
-    import multissl  # noqa: F401
     from multissl.data import load_dataset_by_name
 
     out = Path(args.out)

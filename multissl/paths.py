@@ -30,3 +30,8 @@ def resolve_local_path(value: str | os.PathLike) -> Path:
     if not path.exists():
         raise FileNotFoundError(f"{text!r}: no such local file or folder ({path}); multissl never downloads from a hub")
     return path
+
+
+def cache_dir() -> Path:
+    """Where multissl caches generated data (datasets, trained tokenizers): $MULTISSL_CACHE or ~/.cache/multissl."""
+    return Path(os.environ.get("MULTISSL_CACHE", Path.home() / ".cache" / "multissl"))

@@ -1,120 +1,168 @@
-"""Registries of methods and built-in datasets: `multissl list`, the CLI and the tests read them."""
+"""The lazy tables of methods and built-in datasets: name -> "module:attribute" plus what `multissl list` prints.
+
+Nothing here imports torch or transformers: `multissl --help`, `multissl list` and `multissl <cmd> --help`
+read these tables as plain data, and a method's module is imported only when that method is used
+(like transformers' auto mappings). Adding a built-in method is one file in multissl/models/ plus one
+row below; a third-party method calls `register_method(name, "pkg.module:Class", ...)`.
+"""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Callable
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-METHODS: dict[str, "MethodSpec"] = {}
-DATASETS: dict[str, "DatasetSpec"] = {}
+if TYPE_CHECKING:  # only for type checkers: importing them at run time would pull in torch
+    from multissl.models.base import MethodConfig, MethodModel
+
+MODEL_TYPE_PREFIX = "multissl_"  # a method's config.model_type is MODEL_TYPE_PREFIX + its registered name
 
 
-@dataclass
+def _import_target(target: str) -> Any:
+    """'package.module:attribute' -> the attribute (imports the module)."""
+    module, _, attribute = target.partition(":")
+    return getattr(importlib.import_module(module), attribute)
+
+
+@dataclass(frozen=True)
 class MethodSpec:
-    """What the training loop, CLI and tests need to know about one method.
+    """One registered method: where its MethodModel subclass lives and what `multissl list` says about it.
 
-    model_class: a PreTrainedModel whose forward(**batch) returns a ModelOutput with .loss.
-    make_collator(config, train=True) -> callable(list[dict]) -> dict of tensors (the adapter).
-    tiny_config() -> a config small enough for a CPU unit test.
+    Everything the loop needs (config class, collator, tiny config, hooks) is on the class itself
+    (see multissl.models.base.MethodModel); `model_class` imports it on first use.
     """
 
     name: str
-    model_class: type
-    config_class: type
-    make_collator: Callable[..., Callable[[list[dict]], dict]]
-    tiny_config: Callable[[], Any]
-    modality: str
+    target: str  # "multissl.models.simclr:SimCLRModel"
+    modality: str  # image | text | audio | image-text
     description: str
     default_dataset: str | None = None
-    extra: dict = field(default_factory=dict)
+
+    @property
+    def model_class(self) -> type[MethodModel]:
+        """The MethodModel subclass (imports its module; registers it with AutoConfig/AutoModel)."""
+        return _import_target(self.target)
+
+    @property
+    def config_class(self) -> type[MethodConfig]:
+        """The method's config class, declared once on the model class."""
+        return self.model_class.config_class
+
+    @property
+    def model_type(self) -> str:
+        """config.model_type of this method's saved folders."""
+        return MODEL_TYPE_PREFIX + self.name
 
 
-@dataclass
+@dataclass(frozen=True)
 class DatasetSpec:
-    """A built-in offline dataset: load(split=..., **kwargs) -> datasets.Dataset."""
+    """A built-in offline dataset: `load(split=..., **kwargs)` -> datasets.Dataset, imported on first use."""
 
     name: str
-    load: Callable[..., Any]
+    target: str  # "multissl.data.digits:load_digits"
     modality: str
     description: str
 
-
-def register_method(
-    name: str,
-    *,
-    config_class: type,
-    make_collator: Callable[..., Callable[[list[dict]], dict]],
-    tiny_config: Callable[[], Any],
-    modality: str,
-    description: str,
-    default_dataset: str | None = None,
-    **extra: Any,
-) -> Callable[[type], type]:
-    """Class decorator: register a PreTrainedModel as method `name` (and with AutoConfig/AutoModel)."""
-
-    def wrap(model_class: type) -> type:
-        if name in METHODS and METHODS[name].model_class is not model_class:
-            raise ValueError(f"method {name!r} is already registered by {METHODS[name].model_class.__name__}")
-        _register_auto(config_class, model_class)
-        if "save_encoder" not in vars(model_class):
-            model_class.save_encoder = _save_encoder  # model.save_encoder(dir): every method exports the same way
-        METHODS[name] = MethodSpec(
-            name=name,
-            model_class=model_class,
-            config_class=config_class,
-            make_collator=make_collator,
-            tiny_config=tiny_config,
-            modality=modality,
-            description=description,
-            default_dataset=default_dataset,
-            extra=extra,
-        )
-        return model_class
-
-    return wrap
+    @property
+    def load(self) -> Callable[..., Any]:
+        """The loader function."""
+        return _import_target(self.target)
 
 
-def _save_encoder(self, out_dir: "str | Path") -> "Path":  # noqa: F821
-    """Write this model's encoder as a plain Hugging Face folder (see multissl.models.export.save_encoder)."""
-    from multissl.models.export import save_encoder
-
-    return save_encoder(self, out_dir)
+def _methods(*rows: tuple) -> dict[str, MethodSpec]:
+    return {r[0]: MethodSpec(*r) for r in rows}
 
 
-def _register_auto(config_class: type, model_class: type) -> None:
-    """Make AutoConfig/AutoModel.from_pretrained rebuild our models after `import multissl`."""
-    from transformers import AutoConfig, AutoModel
+METHODS: dict[str, MethodSpec] = _methods(
+    ("bert_mlm", "multissl.models.bert_mlm:BertMLMModel", "text",
+     "BERT masked LM: 15% tokens, 80/10/10 [MASK]/random/kept, optional NSP", "python_docs"),
+    ("byol", "multissl.models.byol:BYOLModel", "image",
+     "BYOL: online net + predictor vs EMA target, negative cosine, no negatives", "digits"),
+    ("clip", "multissl.models.clip:ClipModel", "image-text",
+     "CLIP / LiT: image + text towers, projections, symmetric InfoNCE", "digits_captions"),
+    ("colorization", "multissl.models.colorization:ColorizationModel", "image",
+     "Colourisation: predict quantised ab (Lab) from L; needs RGB input (or tinting)", "digits"),
+    ("cpc", "multissl.models.cpc:CPCModel", "audio",
+     "CPC: strided conv encoder + GRU context on raw audio, K-step InfoNCE", "spoken_digits"),
+    ("dino", "multissl.models.dino:DINOModel", "image",
+     "DINO: multi-crop student vs EMA teacher, centring + sharpening, no negatives", "digits"),
+    ("gpt_lm", "multissl.models.gpt_lm:GPTLMModel", "text",
+     "GPT causal LM: next-token cross-entropy on token blocks (teacher forcing)", "python_docs"),
+    ("inpainting", "multissl.models.inpainting:InpaintingModel", "image",
+     "Context encoder: hide a square region, reconstruct its pixels (loss on the hole only)", "digits"),
+    ("jigsaw", "multissl.models.jigsaw:JigsawModel", "image",
+     "Jigsaw: 3x3 tiles with gaps/jitter, max-Hamming permutation set, classify the permutation", "digits"),
+    ("mae", "multissl.models.mae:MAEModel", "image",
+     "MAE: ViT encoder on 25% visible patches, light decoder with mask tokens, loss on masked patches", "digits"),
+    ("moco", "multissl.models.moco:MoCoModel", "image",
+     "MoCo v2: momentum key encoder, FIFO queue of negatives, MLP head, InfoNCE", "digits"),
+    ("relative_patch", "multissl.models.relative_patch:RelativePatchModel", "image",
+     "Relative patch location: centre + 1 of 8 neighbours with gaps/jitter, 8-way classifier", "digits"),
+    ("rotation", "multissl.models.rotation:RotationModel", "image",
+     "Rotation prediction: 0/90/180/270 of every image in the batch, 4-way classifier", "digits"),
+    ("simclr", "multissl.models.simclr:SimCLRModel", "image",
+     "SimCLR: two augmented views, MLP projection head, NT-Xent", "digits"),
+    ("simcse", "multissl.models.simcse:SimCSEModel", "text",
+     "SimCSE: dropout-noise (unsup) or NLI-triplet (sup) sentence embeddings, InfoNCE", "python_docs"),
+)
 
-    try:
-        AutoConfig.register(config_class.model_type, config_class)
-    except ValueError:  # already registered (module re-imported)
-        pass
-    try:
-        AutoModel.register(config_class, model_class)
-    except ValueError:
-        pass
+# Model types that are not methods but live in a method's module (CPC's exported encoder).
+EXTRA_MODEL_TYPES: dict[str, str] = {"multissl_cpc_encoder": "cpc"}
+
+DATASETS: dict[str, DatasetSpec] = {
+    d.name: d
+    for d in (
+        DatasetSpec("digits", "multissl.data.digits:load_digits", "image",
+                    "scikit-learn handwritten digits: 1797 8x8 greyscale images, 10 classes (train 1438 / test 359)"),
+        DatasetSpec("digits_captions", "multissl.data.digits_captions:load_digits_captions", "image-text",
+                    "digits with templated captions ('a handwritten digit seven', ...): image, caption, label; "
+                    "train 1438 / test 359, the same split as digits"),
+        DatasetSpec("glyphs", "multissl.data.glyphs:load_glyphs", "image",
+                    "26 capital letters from 23 matplotlib fonts, random colour/texture/warp/blur/noise, RGB 32 or 64 px; "
+                    "split by font (train 4992 / validation 1040 / test 1560)"),
+        DatasetSpec("python_docs", "multissl.data.python_docs:load_python_docs", "text",
+                    "English paragraphs from the Python standard library's docstrings and reference topics (offline)"),
+        DatasetSpec("spoken_digits", "multissl.data.spoken_digits:load_spoken_digits", "audio",
+                    "digits spoken by espeak-ng voices (speaker = accent+variant), 16 kHz; columns audio, speaker, word"),
+    )
+}
 
 
-def register_dataset(name: str, *, modality: str, description: str) -> Callable[[Callable], Callable]:
-    """Function decorator: register a built-in dataset loader under `name`."""
+def register_method(name: str, target: str, *, modality: str, description: str, default_dataset: str | None = None) -> MethodSpec:
+    """Add a method (e.g. from another package) to the table; `target` is "module:MethodModelSubclass"."""
+    if ":" not in target:
+        raise ValueError(f"register_method({name!r}): target must look like 'package.module:Class'; got {target!r}")
+    existing = METHODS.get(name)
+    if existing is not None and existing.target != target:
+        raise ValueError(f"method {name!r} is already registered as {existing.target}")
+    METHODS[name] = MethodSpec(name, target, modality, description, default_dataset)
+    return METHODS[name]
 
-    def wrap(fn: Callable) -> Callable:
-        DATASETS[name] = DatasetSpec(name=name, load=fn, modality=modality, description=description)
-        return fn
 
-    return wrap
+def register_dataset(name: str, target: str, *, modality: str, description: str) -> DatasetSpec:
+    """Add a dataset loader to the table; `target` is "module:function" returning a datasets.Dataset."""
+    if ":" not in target:
+        raise ValueError(f"register_dataset({name!r}): target must look like 'package.module:function'; got {target!r}")
+    DATASETS[name] = DatasetSpec(name, target, modality, description)
+    return DATASETS[name]
 
 
 def get_method(name: str) -> MethodSpec:
     """Look up a registered method, with an error that lists the known ones."""
-    import multissl.models  # noqa: F401  (registers every method)
-
     if name not in METHODS:
         raise KeyError(f"unknown method {name!r}; known methods: {', '.join(sorted(METHODS)) or '(none)'}")
     return METHODS[name]
 
 
-def get_dataset_spec(name: str) -> DatasetSpec | None:
-    """Look up a built-in dataset by name, or None when `name` is not built in."""
-    import multissl.data  # noqa: F401  (registers every built-in dataset)
+def method_for_model_type(model_type: str | None) -> MethodSpec | None:
+    """The method whose saved folders have this config.model_type (None for a plain transformers type)."""
+    if not model_type or not model_type.startswith(MODEL_TYPE_PREFIX):
+        return None
+    name = EXTRA_MODEL_TYPES.get(model_type) or model_type[len(MODEL_TYPE_PREFIX):]
+    return METHODS.get(name)
 
-    return DATASETS.get(name)
+
+def register_auto_classes() -> None:
+    """Import every registered method so that transformers' AutoConfig / AutoModel know all multissl model types."""
+    for spec in METHODS.values():
+        spec.model_class  # noqa: B018  (importing the class registers it; see MethodModel.__init_subclass__)

@@ -1,4 +1,4 @@
-"""`multissl data build NAME --out DIR`: generate a dataset the library can build offline (spoken-digits)."""
+"""`multissl data build NAME --out DIR`: generate a dataset the library can build offline (spoken_digits)."""
 from __future__ import annotations
 
 import argparse
@@ -6,12 +6,12 @@ import argparse
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register the `data` sub-command (and its `build` action)."""
-    from multissl.data.spoken_digits import ALL_ACCENTS, ALL_VARIANTS, DIGITS
+    from multissl.data.espeak_voices import ALL_ACCENTS, ALL_VARIANTS, DIGITS
 
-    p = subparsers.add_parser("data", help="build offline datasets (spoken-digits with espeak-ng)")
+    p = subparsers.add_parser("data", help="build offline datasets (spoken_digits with espeak-ng)")
     actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     b = actions.add_parser("build", help="generate a dataset into a new folder")
-    b.add_argument("name", choices=["spoken-digits"], help="what to build")
+    b.add_argument("name", choices=["spoken_digits"], help="what to build")
     b.add_argument("--out", required=True, help="a new (or empty) output folder")
     b.add_argument("--voices", nargs="+", default=list(ALL_ACCENTS), metavar="ACCENT",
                    help=f"espeak-ng English accents (default: all {len(ALL_ACCENTS)}: {' '.join(ALL_ACCENTS)})")

@@ -27,10 +27,10 @@ def run(args: argparse.Namespace) -> int:
         out = save_encoder(model, args.out)
         what = "encoder"
     else:
-        from multissl.models.clip import DualEncoderModel, save_tower
+        from multissl.models.clip import ClipModel, save_tower
 
         # Only a dual encoder has two towers; for any other method --tower would silently mean nothing.
-        if not isinstance(model, DualEncoderModel):
+        if not isinstance(model, ClipModel):
             raise ValueError(f"--tower applies to CLIP models only; {args.model} is a "
                              f"{getattr(model.config, 'model_type', type(model).__name__)!r} model "
                              f"(drop --tower to export its encoder)")

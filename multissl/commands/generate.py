@@ -8,7 +8,7 @@ from pathlib import Path
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register the `generate` sub-command."""
-    from multissl.decoding import STRATEGIES
+    from multissl.decoding.strategies import STRATEGIES
 
     p = subparsers.add_parser("generate", help="continue a prompt with a causal LM (our decoding, KV cache)")
     p.add_argument("--model", required=True, help="a gpt_lm run folder (RUN/final), its export, or any local HF causal LM folder")
@@ -34,7 +34,8 @@ def load_causal_lm(model_dir: str):
     """(causal LM, tokenizer) from a multissl gpt_lm folder or a plain HF causal-LM folder (local only)."""
     from transformers import AutoModelForCausalLM
 
-    from multissl.modalities.text.tokenizer import get_tokenizer, tokenizer_spec_for
+    from multissl.data.tokenizers import load_tokenizer_spec
+    from multissl.modalities.text.tokenizer import tokenizer_spec_for
 
     path = Path(model_dir)
     if not (path / "config.json").is_file():
@@ -46,8 +47,8 @@ def load_causal_lm(model_dir: str):
         model = load_model(path)
         if not hasattr(model, "backbone") or not hasattr(model.backbone, "generate"):
             raise ValueError(f"--model {model_dir!r} is a {model_type} model, not a causal LM; train gpt_lm to generate")
-        return model.backbone.eval(), get_tokenizer(tokenizer_spec_for(model.config))
-    return AutoModelForCausalLM.from_pretrained(path).eval(), get_tokenizer(str(path.resolve()))
+        return model.backbone.eval(), load_tokenizer_spec(tokenizer_spec_for(model.config))
+    return AutoModelForCausalLM.from_pretrained(path).eval(), load_tokenizer_spec(str(path.resolve()))
 
 
 def run(args: argparse.Namespace) -> int:

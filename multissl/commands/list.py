@@ -12,17 +12,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Print one line per method / dataset from the registries."""
-    import multissl.data  # noqa: F401
-    import multissl.models  # noqa: F401
+    """Print one line per method / dataset from the registry's tables (imports no method and no torch)."""
     from multissl.registry import DATASETS, METHODS
 
     if args.what in ("all", "methods"):
         print("methods:")
         for name, spec in sorted(METHODS.items()):
-            print(f"  {name:<14} [{spec.modality}] {spec.description}")
+            print(f"  {name:<16} [{spec.modality}] {spec.description}")
     if args.what in ("all", "datasets"):
         print("datasets:")
         for name, spec in sorted(DATASETS.items()):
-            print(f"  {name:<14} [{spec.modality}] {spec.description}")
+            print(f"  {name:<16} [{spec.modality}] {spec.description}")
     return 0

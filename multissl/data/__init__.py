@@ -1,23 +1,17 @@
-"""Built-in offline datasets (registered with @register_dataset) and `load_dataset_by_name`.
+"""Built-in offline datasets (the lazy table multissl.registry.DATASETS) and `load_dataset_by_name`.
 
-Every module in this folder is imported here so its `@register_dataset` decorators run;
-adding a dataset is dropping a file in, never editing this one.
+A built-in dataset is a loader function in its own file here plus one row in that table; its module
+is imported only when the dataset is loaded.
 """
 from __future__ import annotations
 
 import difflib
-import sys as _sys
 from pathlib import Path
 from typing import Any
 
-from multissl._discover import import_submodules as _import_submodules
 from multissl.registry import DATASETS
 
-_import_submodules(_sys.modules[__name__])
-
-from multissl.data.local import load_local_dataset  # noqa: E402
-
-__all__ = ["load_dataset_by_name", "load_local_dataset", "builtin_dataset_names"]
+__all__ = ["load_dataset_by_name", "builtin_dataset_names"]
 
 
 def builtin_dataset_names() -> list[str]:
@@ -32,12 +26,13 @@ def load_dataset_by_name(name_or_path: str | Path, split: str = "train", **kwarg
     existing path is an error raised before `datasets` is called.
     """
     name = str(name_or_path)
-    # The CLI spells names with dashes (spoken-digits); the registry with underscores.
-    spec = DATASETS.get(name) or DATASETS.get(name.replace("-", "_"))
+    spec = DATASETS.get(name)
     if spec is not None:
         return spec.load(split=split, **kwargs)
     path = Path(name).expanduser()
     if path.exists():
+        from multissl.data.local import load_local_dataset
+
         return load_local_dataset(path, split=split, **kwargs)
     known = ", ".join(builtin_dataset_names()) or "(none)"
     looks_like_path = any(sep in name for sep in ("/", "\\")) or name.startswith(".") or Path(name).suffix != ""

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from multissl.data.local import SPLIT_DIRS  # the same split folders as every other local dataset
+from multissl.data.splits import SPLIT_DIRS  # the same split folders as every other local dataset
 
 SOUNDFILE_EXTS = (".wav", ".flac", ".ogg", ".aiff", ".aif")
 
@@ -21,7 +21,7 @@ def audio_files(root: Path) -> list[Path]:
                   and not any(part.startswith(".") for part in p.relative_to(root).parts))
 
 
-def load_audio_folder(path: str | os.PathLike, split: str = "train") -> "datasets.Dataset":  # noqa: F821
+def load_audio_folder(path: str | os.PathLike, split: str = "train") -> datasets.Dataset:  # noqa: F821
     """Folder of WAV/FLAC/OGG files -> Dataset with columns audio ({"path", "bytes"}) and label (ClassLabel of parent folder)."""
     import datasets
 
@@ -43,6 +43,9 @@ def load_audio_folder(path: str | os.PathLike, split: str = "train") -> "dataset
     files = [f for folder in folders for f in audio_files(folder)]
     if not files:
         raise ValueError(f"{root}: no audio files ({', '.join(SOUNDFILE_EXTS)}) for split {split!r}")
+    empty = next((f for f in files if f.stat().st_size == 0), None)  # a stat each: cheap, unlike decoding
+    if empty is not None:
+        raise ValueError(f"{str(empty)!r} is empty; expected a {empty.suffix} audio file")
     # label names come from every split so train and test share one mapping
     all_files = [f for folder in splits.values() for f in audio_files(folder)] if splits else files
     names = sorted({f.parent.name for f in all_files})

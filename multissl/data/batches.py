@@ -7,9 +7,10 @@ disjoint rows of the same global batch.
 """
 from __future__ import annotations
 
-import inspect
 import random
-from typing import Callable
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -31,17 +32,25 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
 
 
-def _accepts_generator(fn: Callable) -> bool:
-    try:
-        return "generator" in inspect.signature(fn).parameters
-    except (TypeError, ValueError):
-        return False
+@dataclass(frozen=True)
+class DataRequest:
+    """The data a recipe asks for: a built-in name or local path, a split and loader keyword arguments."""
+
+    name: str
+    split: str = "train"
+    args: dict[str, Any] = field(default_factory=dict)
+
+    def load(self) -> Any:
+        """The datasets.Dataset (built-in by name, else a local file/folder)."""
+        from multissl.data import load_dataset_by_name
+
+        return load_dataset_by_name(self.name, split=self.split, **self.args)
 
 
 class BatchSource(Dataset):
     """Map-style dataset of collated batches: item i = micro-batch i of this process."""
 
-    def __init__(self, dataset, collate: Callable, batch_size: int, seed: int, world_size: int = 1, rank: int = 0):
+    def __init__(self, dataset, collate: Callable[..., dict], batch_size: int, seed: int, world_size: int = 1, rank: int = 0):
         n = len(dataset)
         if n < batch_size * world_size:
             raise ValueError(
@@ -51,7 +60,6 @@ class BatchSource(Dataset):
         self.dataset, self.collate = dataset, collate
         self.batch_size, self.seed, self.world_size, self.rank = batch_size, seed, world_size, rank
         self.batches_per_epoch = n // (batch_size * world_size)  # drop_last: every batch is full
-        self._pass_generator = _accepts_generator(collate)
         self._perm_epoch, self._perm = -1, None
 
     def __len__(self) -> int:
@@ -72,9 +80,7 @@ class BatchSource(Dataset):
         rows = [dict(zip(columns, values)) for values in zip(*columns.values())]
         seed = derive_seed(self.seed, index, self.rank, 1)
         seed_everything(seed)  # augmentations that use the global RNG are reproducible too
-        if self._pass_generator:
-            return self.collate(rows, generator=torch.Generator().manual_seed(seed))
-        return self.collate(rows)
+        return self.collate(rows, generator=torch.Generator().manual_seed(seed))
 
 
 class RangeSampler(torch.utils.data.Sampler):

@@ -4,7 +4,6 @@ from __future__ import annotations
 import numpy as np
 
 from multissl.data.splits import check_split
-from multissl.registry import register_dataset
 
 SPLITS = ("train", "test", "all")
 TEST_FRACTION = 0.2
@@ -25,11 +24,6 @@ def stratified_split(labels: np.ndarray, test_fraction: float, seed: int) -> tup
     return np.flatnonzero(train_mask), test_idx
 
 
-@register_dataset(
-    "digits",
-    modality="image",
-    description="scikit-learn handwritten digits: 1797 8x8 greyscale images, 10 classes (train 1438 / test 359)",
-)
 def load_digits(split: str = "train"):
     """Digits as a datasets.Dataset with `image` (PIL 'L', 8x8, 0..255) and `label` (ClassLabel 0-9)."""
     check_split("digits", split, SPLITS)

@@ -5,7 +5,6 @@ import numpy as np
 
 from multissl.data.digits import SPLIT_SEED, SPLITS, TEST_FRACTION, load_digits, stratified_split
 from multissl.data.splits import check_split
-from multissl.registry import register_dataset
 
 NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 # {w}: the number word, {n}: the numeral. Varied wording so the text tower cannot key on one template.
@@ -31,12 +30,6 @@ def make_captions(labels: np.ndarray, seed: int = CAPTION_SEED) -> list[str]:
     return [CAPTION_TEMPLATES[t].format(w=NUMBER_WORDS[y], n=str(y)) for t, y in zip(choice.tolist(), labels.tolist())]
 
 
-@register_dataset(
-    "digits_captions",
-    modality="image-text",
-    description="digits with templated captions ('a handwritten digit seven', ...): image, caption, label; "
-                "train 1438 / test 359, the same split as digits",
-)
 def load_digits_captions(split: str = "train"):
     """The digits split with a `caption` column; captions are drawn once over all 1797 rows, so splits agree with `all`."""
     check_split("digits_captions", split, SPLITS)

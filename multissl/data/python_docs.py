@@ -18,7 +18,7 @@ from pathlib import Path
 
 from multissl.atomic import atomic_write_text
 from multissl.data.splits import check_split, hash_fraction
-from multissl.registry import register_dataset
+from multissl.paths import cache_dir
 
 SPLITS = ("train", "test", "all")
 TEST_FRACTION = 0.1
@@ -29,11 +29,6 @@ BUILD_VERSION = 2  # bump when the extraction rules change, so stale caches are 
 SKIP_DIRS = {"test", "tests", "idlelib", "tkinter", "turtledemo", "lib2to3", "ensurepip", "site-packages",
              "dist-packages", "lib-dynload", "__pycache__", "pydoc_data"}
 _WS = re.compile(r"\s+")
-
-
-def cache_dir() -> Path:
-    """Where multissl caches generated data: $MULTISSL_CACHE or ~/.cache/multissl."""
-    return Path(os.environ.get("MULTISSL_CACHE", Path.home() / ".cache" / "multissl"))
 
 
 def stdlib_sources(stdlib: Path) -> list[tuple[str, Path]]:
@@ -113,11 +108,6 @@ def cached_rows(stdlib: Path, use_cache: bool = True) -> list[tuple[str, str]]:
     return rows
 
 
-@register_dataset(
-    "python_docs",
-    modality="text",
-    description="English paragraphs from the Python standard library's docstrings and reference topics (offline)",
-)
 def load_python_docs(split: str = "train", cache: bool = True, stdlib: str | Path | None = None):
     """Columns `text` (one cleaned paragraph) and `source` (module); test = 10% by sha1 of the text."""
     check_split("python_docs", split, SPLITS)

@@ -4,6 +4,8 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 
+SPLIT_DIRS = ("train", "validation", "test")  # sub-folders of a local dataset that become its splits
+
 
 def check_split(dataset: str, split: str, allowed: Sequence[str]) -> None:
     """Raise a ValueError naming the dataset, the bad split and the allowed ones."""

@@ -14,22 +14,15 @@ import random
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 
-from multissl.registry import register_dataset
+from multissl.data.espeak_voices import ALL_ACCENTS, ALL_VARIANTS, DIGITS
 
 SAMPLE_RATE = 16000
-DIGITS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
-# espeak-ng's own English accents (no MBROLA voices needed).
-ALL_ACCENTS = ("en", "en-us", "en-gb-scotland", "en-gb-x-rp", "en-gb-x-gbclan", "en-gb-x-gbcwmd", "en-029", "en-us-nyc")
-ALL_VARIANTS = ("m1", "m2", "m3", "m4", "m5", "m6", "m7", "f1", "f2", "f3", "f4", "f5")
-# The copy shipped in multissl/data/assets/spoken_digits: 24 speakers x 10 digits x 2 repeats (~4 MB of FLAC).
-SHIPPED_ACCENTS = ("en", "en-us", "en-gb-scotland", "en-029")
-SHIPPED_VARIANTS = ("m1", "m3", "m7", "f1", "f2", "f4")
-SHIPPED_REPEATS = 2
+SHIPPED_REPEATS = 2  # with espeak_voices.SHIPPED_ACCENTS x SHIPPED_VARIANTS: the copy in assets/spoken_digits
 ASSET_DIR = Path(__file__).parent / "assets" / "spoken_digits"
 METADATA = "metadata.jsonl"
 SPLITS = ("train", "test")
@@ -65,7 +58,7 @@ def synthesize(text: str, voice: str, speed: int, pitch: int, espeak: str = "esp
 
     if shutil.which(espeak) is None:
         raise FileNotFoundError(
-            f"{espeak!r} not found on PATH; install it (e.g. `apt-get install espeak-ng`) to build spoken-digits, "
+            f"{espeak!r} not found on PATH; install it (e.g. `apt-get install espeak-ng`) to build spoken_digits, "
             f"or use the shipped copy: load_dataset_by_name('spoken_digits')"
         )
     proc = subprocess.run(
@@ -137,7 +130,7 @@ def read_metadata(root: str | os.PathLike) -> list[dict]:
     """The rows of `root/metadata.jsonl`, with a clear error when the folder is not a spoken-digits corpus."""
     path = Path(root) / METADATA
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no {METADATA}; build a corpus with `multissl data build spoken-digits --out DIR`")
+        raise FileNotFoundError(f"{path}: no {METADATA}; build a corpus with `multissl data build spoken_digits --out DIR`")
     rows = []
     for n, line in enumerate(path.read_text().splitlines(), 1):
         if not line.strip():
@@ -159,17 +152,14 @@ def _select(rows: list[dict], split: str) -> list[dict]:
     return [r for r in rows if r["split"] == split]
 
 
-@register_dataset(
-    "spoken_digits", modality="audio",
-    description="digits spoken by espeak-ng voices (speaker = accent+variant), 16 kHz; columns audio, speaker, word",
-)
-def load_spoken_digits(split: str = "train", path: str | os.PathLike | None = None, labels_as: str = "class") -> "datasets.Dataset":  # noqa: F821
+def load_spoken_digits(split: str = "train", path: str | os.PathLike | None = None, labels_as: str = "class") -> datasets.Dataset:  # noqa: F821
     """The corpus at `path` (default: the shipped copy) as a datasets.Dataset with columns audio, speaker, word, ...
 
     `audio` is {"array": float32 [T], "sampling_rate": 16000}. speaker/word are ClassLabel ints
     (`labels_as="class"`, names shared by both splits) or plain strings (`labels_as="str"`).
     """
     import datasets
+
     from multissl.modalities.audio.io import load_audio
 
     root = Path(path) if path is not None else ASSET_DIR

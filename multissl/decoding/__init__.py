@@ -1,16 +1,25 @@
-"""Our decoding over any Hugging Face causal LM with a KV cache: greedy, sampling, top-k, top-p, beam search."""
-from multissl.decoding.beam_search import beam_search
-from multissl.decoding.generate import STRATEGIES, context_length, generate, strategy_kwargs
-from multissl.decoding.logits_processors import (
-    apply_temperature,
-    ban_repeated_ngrams_,
-    top_k_filter,
-    top_p_filter,
-    warp_scores,
-)
-from multissl.decoding.sampling import greedy_or_sample
+"""Our decoding over any Hugging Face causal LM with a KV cache: greedy, sampling, top-k, top-p, beam search.
 
-__all__ = [
-    "STRATEGIES", "apply_temperature", "ban_repeated_ngrams_", "beam_search", "context_length", "generate",
-    "greedy_or_sample", "strategy_kwargs", "top_k_filter", "top_p_filter", "warp_scores",
-]
+Names are imported from their submodules on first use, so `multissl.decoding.strategies` (plain data,
+read by the CLI's help) does not pull in torch.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "STRATEGIES": "strategies", "beam_search": "beam_search", "context_length": "decode", "generate": "decode",
+    "strategy_kwargs": "decode", "apply_temperature": "logits_processors", "ban_repeated_ngrams_": "logits_processors",
+    "top_k_filter": "logits_processors", "top_p_filter": "logits_processors", "warp_scores": "logits_processors",
+    "greedy_or_sample": "sampling",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'multissl.decoding' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"multissl.decoding.{_EXPORTS[name]}"), name)
+    globals()[name] = value  # later lookups skip this function
+    return value

@@ -10,8 +10,6 @@ Semantics follow the pinned transformers (5.24) so outputs are token-identical t
 """
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 
 from multissl.decoding.cache import CausalLMStepper, prompt_positions, reorder_cache_

@@ -7,15 +7,7 @@ import torch
 
 from multissl.decoding.beam_search import beam_search
 from multissl.decoding.sampling import greedy_or_sample
-
-# Named strategies (CLI --strategy) -> generate() keyword arguments; defaults follow the lecture advice.
-STRATEGIES: dict[str, dict[str, Any]] = {
-    "greedy": {"do_sample": False, "num_beams": 1},
-    "sample": {"do_sample": True, "num_beams": 1, "top_k": 0, "top_p": 1.0},
-    "top-k": {"do_sample": True, "num_beams": 1, "top_k": 40, "top_p": 1.0},
-    "top-p": {"do_sample": True, "num_beams": 1, "top_k": 0, "top_p": 0.9},
-    "beam": {"do_sample": False, "num_beams": 4},
-}
+from multissl.decoding.strategies import STRATEGIES
 
 
 def strategy_kwargs(strategy: str, **overrides: Any) -> dict[str, Any]:

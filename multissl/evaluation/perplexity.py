@@ -100,7 +100,7 @@ def evaluate_perplexity(model_dir: str, dataset_name: str, split: str = "test", 
         spec = method_spec_for(model)
         if block_size is not None:
             model.config.block_size = block_size
-        collate = spec.make_collator(model.config, train=True)
+        collate = spec.model_class.make_collator(model.config, train=True)
         method = spec.name
     else:
         from transformers import AutoModelForCausalLM

@@ -14,16 +14,15 @@ PROTOCOLS = ("knn", "linear-probe")
 
 
 def method_spec_for(model: Any):
-    """The registered MethodSpec whose config_class.model_type equals model.config.model_type."""
-    import multissl  # noqa: F401  (registers every method)
-    from multissl.registry import METHODS
+    """The registered MethodSpec of a multissl model (from its config.model_type)."""
+    from multissl.registry import METHODS, method_for_model_type
 
-    model_type = getattr(getattr(model, "config", None), "model_type", None)
-    for spec in METHODS.values():
-        if getattr(spec.config_class, "model_type", None) == model_type:
-            return spec
-    known = ", ".join(sorted(f"{s.name} ({s.config_class.model_type})" for s in METHODS.values())) or "(none)"
-    raise ValueError(f"no registered method has model_type {model_type!r}; registered methods: {known}")
+    model_type = getattr(getattr(model, "config", None), "model_type", None)  # any object: a plain HF model too
+    spec = method_for_model_type(model_type)
+    if spec is None:
+        known = ", ".join(sorted(f"{s.name} ({s.model_type})" for s in METHODS.values()))
+        raise ValueError(f"no registered method has model_type {model_type!r}; registered methods: {known}")
+    return spec
 
 
 def load_model(model_dir_or_model: Any) -> tuple[Any, str | None]:
@@ -36,10 +35,9 @@ def load_model(model_dir_or_model: Any) -> tuple[Any, str | None]:
             f"model folder {str(path)!r} has no config.json; expected a folder written by save_pretrained "
             f"(e.g. <run_dir>/final)"
         )
-    import multissl  # noqa: F401  (registers the multissl model types with AutoModel)
-    from transformers import AutoModel
+    from multissl.models.loading import load_model as load_folder
 
-    return AutoModel.from_pretrained(str(path)), str(path)
+    return load_folder(path), str(path)
 
 
 def _label_space(train_ds: Any, test_ds: Any, label_column: str) -> tuple[int, dict | None]:
@@ -83,7 +81,7 @@ def evaluate_model(
     if device is not None:
         model.to(device)
     spec = method_spec_for(model)
-    collate = spec.make_collator(model.config, train=False)
+    collate = spec.model_class.make_collator(model.config, train=False)
     train_ds = load_dataset_by_name(dataset_name, split=split_train, **(dataset_args or {}))
     test_ds = load_dataset_by_name(dataset_name, split=split_test, **(dataset_args or {}))
     num_classes, label_to_id = _label_space(train_ds, test_ds, label_column)
@@ -109,3 +107,27 @@ def evaluate_model(
     else:
         result.update(linear_probe_accuracy(train_x, train_y, test_x, test_y, C=C, max_iter=max_iter))
     return result
+
+
+def check_evaluation(dataset_name: str, protocol: str, label_column: str = "label", split_train: str = "train",
+                     split_test: str = "test", dataset_args: dict[str, Any] | None = None, **_: Any) -> None:
+    """Fail now, with one line, if evaluate_model(...) would fail on the data (a missing split or label column).
+
+    The training loop calls it before the first step, so an `eval:` section that cannot run on the data
+    is found before a long training run, not after it.
+    """
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"unknown protocol {protocol!r}; expected one of: {', '.join(PROTOCOLS)}")
+    from multissl.data import load_dataset_by_name
+
+    for split in (split_train, split_test):
+        try:
+            ds = load_dataset_by_name(dataset_name, split=split, **(dataset_args or {}))
+        except (ValueError, KeyError, FileNotFoundError) as err:
+            message = err.args[0] if isinstance(err, KeyError) and err.args else err
+            raise ValueError(f"eval {protocol}: cannot load split {split!r} of {dataset_name!r} ({message}); fix the recipe's "
+                             f"eval section (split_train / split_test) or give the data that split") from err
+        columns = getattr(ds, "column_names", None) or []
+        if label_column not in columns:
+            raise ValueError(f"eval {protocol}: split {split!r} of {dataset_name!r} has no label column {label_column!r} "
+                             f"(columns: {', '.join(columns)}); set label_column in the recipe's eval section")

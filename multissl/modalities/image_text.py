@@ -15,10 +15,9 @@ from __future__ import annotations
 import math
 
 import torch
+from PIL import Image
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
-
-from PIL import Image
 
 from multissl.modalities.image.transforms import MEAN, STD, to_rgb
 from multissl.modalities.text.sentences import load_tokenizer

@@ -1,6 +1,5 @@
-"""One file per method; importing this package registers every method (see multissl.registry)."""
-import sys as _sys
+"""One file per method (a MethodModel subclass, see base.py), shared parts in common/, export and loading.
 
-from multissl._discover import import_submodules as _import_submodules
-
-_import_submodules(_sys.modules[__name__])
+Importing this package imports no method: multissl.registry names each method's module, which is
+imported when the method is used (multissl.registry.register_auto_classes imports them all).
+"""

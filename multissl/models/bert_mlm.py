@@ -6,15 +6,16 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from transformers import AutoModelForMaskedLM, PretrainedConfig, PreTrainedModel
+from transformers import AutoModelForMaskedLM, PreTrainedModel
 from transformers.utils import ModelOutput
 
-from multissl.models._backbones import build_backbone, resolve_backbone_config, text_features
+from multissl.data.tokenizers import load_tokenizer_spec, resolve_tokenizer
 from multissl.modalities.text.blocks import group_texts
 from multissl.modalities.text.collators import MLMCollator
-from multissl.modalities.text.tokenizer import check_vocab, get_tokenizer, tokenizer_spec_for
+from multissl.modalities.text.tokenizer import check_vocab, tokenizer_spec_for
+from multissl.models.base import MethodConfig, MethodModel
+from multissl.models.common.backbones import build_backbone, resolve_backbone_config, text_features
 from multissl.objectives import masked_token_loss
-from multissl.registry import register_method
 
 DEFAULT_TOKENIZER = "trained:python_docs/unigram/4000"
 # A small BERT for CPU runs; vocab_size and max_position_embeddings are filled in from the tokenizer / block_size.
@@ -22,7 +23,7 @@ DEFAULT_BERT = {"model_type": "bert", "hidden_size": 128, "num_hidden_layers": 2
                 "intermediate_size": 512}
 
 
-class BertMLMConfig(PretrainedConfig):
+class BertMLMConfig(MethodConfig):
     """Masked-LM settings; the encoder is any AutoModelForMaskedLM (config dict or local `backbone_path`)."""
 
     model_type = "multissl_bert_mlm"
@@ -34,7 +35,7 @@ class BertMLMConfig(PretrainedConfig):
         self.tokenizer_path = tokenizer_path or backbone_path or DEFAULT_TOKENIZER
         cfg = resolve_backbone_config(backbone_config, backbone_path, DEFAULT_BERT)
         if "vocab_size" not in cfg:  # only for a fresh config: a saved one always carries its vocab size
-            tok = get_tokenizer(self.tokenizer_path)
+            tok = load_tokenizer_spec(self.tokenizer_path)
             cfg.update(vocab_size=len(tok), pad_token_id=tok.pad_token_id or 0)
         cfg.setdefault("max_position_embeddings", max(block_size, 64))
         if block_size > cfg["max_position_embeddings"]:
@@ -61,8 +62,8 @@ class BertMLMOutput(ModelOutput):
 def make_bert_mlm_collator(config: BertMLMConfig, train: bool = True) -> MLMCollator:
     """Training: masked blocks with labels (fresh masks per call); eval: unmasked, one row per text."""
     spec = tokenizer_spec_for(config)
-    check_vocab(config.backbone_config["vocab_size"], get_tokenizer(spec), spec)
-    return MLMCollator(spec, config.block_size, config.grouping, train, config.mlm_probability,
+    check_vocab(config.backbone_config["vocab_size"], load_tokenizer_spec(spec), spec)
+    return MLMCollator(resolve_tokenizer(spec), config.block_size, config.grouping, train, config.mlm_probability,
                        config.mask_replace_prob, config.random_replace_prob, config.whole_word_mask, config.next_sentence)
 
 
@@ -70,7 +71,7 @@ def prepare_bert_mlm_dataset(config: BertMLMConfig, dataset):
     """Pre-group a text dataset into fixed [CLS] ... [SEP] blocks when grouping == 'group' (else unchanged)."""
     if config.grouping != "group" or config.next_sentence or "text" not in dataset.column_names:
         return dataset
-    return group_texts(dataset, get_tokenizer(tokenizer_spec_for(config)), config.block_size, "bert")
+    return group_texts(dataset, load_tokenizer_spec(tokenizer_spec_for(config)), config.block_size, "bert")
 
 
 def tiny_bert_mlm_config() -> BertMLMConfig:
@@ -80,14 +81,13 @@ def tiny_bert_mlm_config() -> BertMLMConfig:
     return BertMLMConfig(backbone_config=bert, tokenizer_path="trained:python_docs/bpe/320", block_size=32)
 
 
-@register_method("bert_mlm", config_class=BertMLMConfig, make_collator=make_bert_mlm_collator,
-                 tiny_config=tiny_bert_mlm_config, modality="text",
-                 description="BERT masked LM: 15% tokens, 80/10/10 [MASK]/random/kept, optional NSP",
-                 default_dataset="python_docs", prepare_dataset=prepare_bert_mlm_dataset)
-class BertMLMModel(PreTrainedModel):
+class BertMLMModel(MethodModel):
     """AutoModelForMaskedLM backbone; forward -> masked-token cross-entropy (shared objective)."""
 
     config_class = BertMLMConfig
+    tiny_config = staticmethod(tiny_bert_mlm_config)
+    make_collator = staticmethod(make_bert_mlm_collator)
+    prepare_dataset = staticmethod(prepare_bert_mlm_dataset)
     base_model_prefix = "bert_mlm"
     main_input_name = "input_ids"
     backbone_auto_class = AutoModelForMaskedLM  # the loop loads backbone_path weights with this class
@@ -133,10 +133,10 @@ class BertMLMModel(PreTrainedModel):
 
     def save_export_extras(self, out_dir: Path) -> None:
         """Ship the tokenizer with the exported encoder."""
-        get_tokenizer(tokenizer_spec_for(self.config)).save_pretrained(out_dir)
+        load_tokenizer_spec(tokenizer_spec_for(self.config)).save_pretrained(out_dir)
 
     def save_pretrained(self, save_directory, *args, **kwargs):
         """save_pretrained + the tokenizer, so the folder is self-contained."""
         result = super().save_pretrained(save_directory, *args, **kwargs)
-        get_tokenizer(tokenizer_spec_for(self.config)).save_pretrained(save_directory)
+        load_tokenizer_spec(tokenizer_spec_for(self.config)).save_pretrained(save_directory)
         return result

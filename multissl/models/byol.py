@@ -5,19 +5,19 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from transformers import PretrainedConfig, PreTrainedModel
+from transformers import PreTrainedModel
 from transformers.utils import ModelOutput
 
-from multissl.models._backbones import vision_features
-from multissl.models._vision_common import TINY_RESNET, backbone_and_dim, check_pixels, mlp, set_backbone_fields
-from multissl.models.simclr import ImageViewsCollator
+from multissl.modalities.image.views import ImageViewsCollator
+from multissl.models.base import MethodConfig, MethodModel
+from multissl.models.common.backbones import vision_features
+from multissl.models.common.ema import ema_update, make_teacher
+from multissl.models.common.vision import TINY_RESNET, backbone_and_dim, check_pixels, mlp, set_backbone_fields
 from multissl.objectives.distillation import byol_loss
-from multissl.registry import register_method
-from multissl.training.ema import ema_update, make_teacher
-from multissl.training.schedules import cosine_ramp
+from multissl.schedules import cosine_ramp
 
 
-class BYOLConfig(PretrainedConfig):
+class BYOLConfig(MethodConfig):
     """Projector/predictor sizes and the target momentum schedule (cosine from base_momentum to 1)."""
 
     model_type = "multissl_byol"
@@ -51,13 +51,12 @@ def tiny_byol_config() -> BYOLConfig:
                       predictor_hidden_dim=16)
 
 
-@register_method("byol", config_class=BYOLConfig, make_collator=make_byol_collator, tiny_config=tiny_byol_config,
-                 modality="image", default_dataset="digits",
-                 description="BYOL: online net + predictor vs EMA target, negative cosine, no negatives")
-class BYOLModel(PreTrainedModel):
+class BYOLModel(MethodModel):
     """Online (backbone, projector, predictor) and target (EMA backbone, projector); forward(pixel_values [B, 2, 3, S, S])."""
 
     config_class = BYOLConfig
+    tiny_config = staticmethod(tiny_byol_config)
+    make_collator = staticmethod(make_byol_collator)
     base_model_prefix = "byol"
     main_input_name = "pixel_values"
 

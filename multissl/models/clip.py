@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import AutoModel, PretrainedConfig, PreTrainedModel
+from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.utils import ModelOutput
 
@@ -23,18 +23,25 @@ from multissl.atomic import atomic_dir
 from multissl.modalities.image.transforms import MEAN, STD
 from multissl.modalities.image_text import ImageCaptionCollator
 from multissl.modalities.text.sentences import load_tokenizer
-from multissl.models._backbones import build_backbone, infer_feature_dim, resolve_backbone_config, text_features, vision_features
-from multissl.models._vision_common import DEFAULT_RESNET, TINY_RESNET
+from multissl.models.base import MethodConfig, MethodModel
+from multissl.models.common.backbones import (
+    build_backbone,
+    infer_feature_dim,
+    load_pretrained_backbone,
+    resolve_backbone_config,
+    text_features,
+    vision_features,
+)
+from multissl.models.common.vision import DEFAULT_RESNET, TINY_RESNET
 from multissl.objectives import clip_loss
-from multissl.paths import MINILM, resolve_local_path
-from multissl.registry import register_method
+from multissl.paths import MINILM
 
 TEXT_POOLERS = ("avg", "cls")
 TINY_BERT = {"model_type": "bert", "vocab_size": 30522, "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
              "intermediate_size": 64, "max_position_embeddings": 64}
 
 
-class DualEncoderConfig(PretrainedConfig):
+class ClipConfig(MethodConfig):
     """CLIP settings: two backbones (config dicts with model_type, or local folders), projection, loss scale, locks."""
 
     model_type = "multissl_clip"
@@ -74,7 +81,7 @@ class DualEncoderConfig(PretrainedConfig):
 
 
 @dataclass
-class DualEncoderOutput(ModelOutput):
+class ClipOutput(ModelOutput):
     """CLIPModel-compatible output; logit_scale and image_to_text_accuracy (this batch) are logged by the loop."""
 
     loss: torch.Tensor | None = None
@@ -86,14 +93,14 @@ class DualEncoderOutput(ModelOutput):
     image_to_text_accuracy: torch.Tensor | None = None
 
 
-def make_clip_collator(config: DualEncoderConfig, train: bool = True) -> ImageCaptionCollator:
+def make_clip_collator(config: ClipConfig, train: bool = True) -> ImageCaptionCollator:
     """Training: images (light random crops) + tokenised captions; eval: resized images only (for embed / k-NN)."""
     return ImageCaptionCollator(config.tokenizer_path, config.image_size, config.max_seq_length, train=train,
                                 crop_scale=tuple(config.crop_scale) if config.crop_scale else None,
                                 caption_column=config.caption_column, include_text=train)
 
 
-def make_image_processor(config: DualEncoderConfig):
+def make_image_processor(config: ClipConfig):
     """A transformers image processor doing what the eval collator does: RGB, resize to S x S, scale, normalise."""
     from transformers import ViTImageProcessor
 
@@ -102,33 +109,22 @@ def make_image_processor(config: DualEncoderConfig):
                              do_normalize=True, image_mean=list(MEAN), image_std=list(STD), do_convert_rgb=True)
 
 
-def tiny_clip_config() -> DualEncoderConfig:
+def tiny_clip_config() -> ClipConfig:
     """Tiny ResNet + 2-layer random BERT over the MiniLM tokenizer (tests)."""
-    return DualEncoderConfig(vision_backbone_config=TINY_RESNET, text_backbone_config=TINY_BERT, tokenizer_path=MINILM,
+    return ClipConfig(vision_backbone_config=TINY_RESNET, text_backbone_config=TINY_BERT, tokenizer_path=MINILM,
                              image_size=16, projection_dim=8, max_seq_length=16)
 
 
-def _load_tower(tower: PreTrainedModel, path: str, name: str) -> None:
-    """Copy a local pretrained folder's weights into `tower` (skipped on the meta device: from_pretrained loads ours)."""
-    if any(p.device.type == "meta" for p in tower.parameters()):
-        return
-    pretrained = AutoModel.from_pretrained(resolve_local_path(path))
-    missing, _ = tower.load_state_dict(pretrained.state_dict(), strict=False)
-    if missing:
-        raise ValueError(f"{name}_backbone_path {path!r}: weights for {missing[:5]} are missing from the checkpoint")
-
-
-@register_method("clip", config_class=DualEncoderConfig, make_collator=make_clip_collator, tiny_config=tiny_clip_config,
-                 modality="image-text", description="CLIP / LiT: image + text towers, projections, symmetric InfoNCE",
-                 default_dataset="digits_captions", export_is_plain_hf=True)
-class DualEncoderModel(PreTrainedModel):
+class ClipModel(MethodModel):
     """Vision tower + text tower + linear projections to a shared L2-normalised space, learnable logit scale."""
 
-    config_class = DualEncoderConfig
+    config_class = ClipConfig
+    tiny_config = staticmethod(tiny_clip_config)
+    make_collator = staticmethod(make_clip_collator)
     base_model_prefix = "clip"
     main_input_name = "pixel_values"
 
-    def __init__(self, config: DualEncoderConfig):
+    def __init__(self, config: ClipConfig):
         super().__init__(config)
         self.vision_model = build_backbone(config.vision_backbone_config)
         vision_dim = infer_feature_dim(self.vision_model, config.image_size, config.vision_backbone_config.get("num_channels", 3))
@@ -139,16 +135,21 @@ class DualEncoderModel(PreTrainedModel):
         self.text_projection = nn.Linear(self.text_model.config.hidden_size, config.projection_dim, bias=False)
         self.logit_scale = nn.Parameter(torch.tensor(config.logit_scale_init_value))
         self.post_init()
-        if config.vision_backbone_path:
-            _load_tower(self.vision_model, config.vision_backbone_path, "vision")
-        if config.text_backbone_path:
-            _load_tower(self.text_model, config.text_backbone_path, "text")
         # LiT: a locked tower has no trainable parameters and always runs in eval mode (no dropout, frozen BN stats).
         if config.lock_image_tower:
             self.vision_model.requires_grad_(False)
         if config.lock_text_tower:
             self.text_model.requires_grad_(False)
         self._text_takes_token_types = "token_type_ids" in inspect.signature(self.text_model.forward).parameters
+
+    @classmethod
+    def build(cls, config: ClipConfig) -> ClipModel:
+        """A fresh model for training, each tower loaded from its local folder when a path is set."""
+        model = cls(config)
+        for tower, path in ((model.vision_model, config.vision_backbone_path), (model.text_model, config.text_backbone_path)):
+            if path:
+                load_pretrained_backbone(tower, path)
+        return model
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
@@ -157,7 +158,7 @@ class DualEncoderModel(PreTrainedModel):
         elif isinstance(module, nn.Linear):  # the projections: CLIP's width^-1/2 normal
             init.normal_(module.weight, mean=0.0, std=module.in_features ** -0.5)
 
-    def train(self, mode: bool = True) -> "DualEncoderModel":
+    def train(self, mode: bool = True) -> ClipModel:
         super().train(mode)
         if self.config.lock_image_tower:
             self.vision_model.eval()
@@ -180,7 +181,7 @@ class DualEncoderModel(PreTrainedModel):
             return text_features(out, mask, self.config.text_pooler)
 
     def get_image_features(self, pixel_values: torch.Tensor, **_: object) -> torch.Tensor:
-        """Projected image features [B, P], not normalised (as CLIPModel's pooled output)."""
+        """Projected image features [B, P], not normalised (as transformers' CLIPModel's pooled output)."""
         return self.visual_projection(self.image_backbone_features(pixel_values))
 
     def get_text_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
@@ -203,7 +204,7 @@ class DualEncoderModel(PreTrainedModel):
 
     def forward(self, pixel_values: torch.Tensor | None = None, input_ids: torch.Tensor | None = None,
                 attention_mask: torch.Tensor | None = None, token_type_ids: torch.Tensor | None = None,
-                return_loss: bool | None = None, **_: object) -> DualEncoderOutput:
+                return_loss: bool | None = None, **_: object) -> ClipOutput:
         """Similarities of Bi images and Bt texts; the loss (default: in training mode) needs Bi == Bt pairs."""
         if pixel_values is None or input_ids is None:
             raise ValueError("forward needs both pixel_values [B, 3, S, S] and input_ids [B, T] (+ attention_mask)")
@@ -224,7 +225,7 @@ class DualEncoderModel(PreTrainedModel):
             loss = clip_loss(image_embeds, text_embeds, scale, gather_distributed=self.config.gather_distributed)
             target = torch.arange(image_embeds.shape[0], device=image_embeds.device)
             acc = (logits_per_image.argmax(1) == target).float().mean().detach()
-        return DualEncoderOutput(loss=loss, logits_per_image=logits_per_image, logits_per_text=logits_per_image.T,
+        return ClipOutput(loss=loss, logits_per_image=logits_per_image, logits_per_text=logits_per_image.T,
                                  text_embeds=text_embeds, image_embeds=image_embeds, logit_scale=scale.detach(),
                                  image_to_text_accuracy=acc)
 
@@ -249,7 +250,7 @@ class DualEncoderModel(PreTrainedModel):
             make_image_processor(self.config).save_pretrained(save_directory)
 
 
-def save_tower(model: DualEncoderModel, out_dir: str | Path, tower: str = "text") -> Path:
+def save_tower(model: ClipModel, out_dir: str | Path, tower: str = "text") -> Path:
     """Write one tower as a plain HF folder (text: + tokenizer; vision: + image processor), atomically."""
     if tower not in ("text", "vision"):
         raise ValueError(f"tower must be 'text' or 'vision'; got {tower!r}")
@@ -270,7 +271,7 @@ def _register_zero_shot_auto() -> None:
     from transformers import AutoModelForZeroShotImageClassification
 
     try:
-        AutoModelForZeroShotImageClassification.register(DualEncoderConfig, DualEncoderModel)
+        AutoModelForZeroShotImageClassification.register(ClipConfig, ClipModel)
     except ValueError:  # already registered (module re-imported)
         pass
 

@@ -15,14 +15,14 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageChops
 from torch import nn
-from transformers import PretrainedConfig, PreTrainedModel
+from transformers import PreTrainedModel
 from transformers.utils import ModelOutput
 
-from multissl.models._backbones import vision_features
-from multissl.models._vision_common import TINY_RESNET, backbone_and_dim, check_pixels, set_backbone_fields
 from multissl.modalities.image.image_batch import ImageBatch
 from multissl.modalities.image.lab import in_gamut_ab_bins, quantize_ab, rgb_to_lab
-from multissl.registry import register_method
+from multissl.models.base import MethodConfig, MethodModel
+from multissl.models.common.backbones import vision_features
+from multissl.models.common.vision import TINY_RESNET, backbone_and_dim, check_pixels, set_backbone_fields
 
 GRAYSCALE_POLICIES = ("error", "tint", "orient", "accept")
 AB_SCALE = 110.0  # |a|, |b| < ~110 for sRGB colours
@@ -30,7 +30,7 @@ AB_SCALE = 110.0  # |a|, |b| < ~110 for sRGB colours
 TINT_PALETTE = ((255, 64, 64), (64, 200, 64), (64, 96, 255), (255, 200, 0), (200, 64, 255), (0, 200, 200))
 
 
-class ColorizationConfig(PretrainedConfig):
+class ColorizationConfig(MethodConfig):
     """ab bin size (10 -> 261 in-gamut bins; the paper's gamut gives 313), target resolution, 'classification' | 'regression'."""
 
     model_type = "multissl_colorization"
@@ -165,13 +165,12 @@ def tiny_colorization_config() -> ColorizationConfig:
                               grayscale_input="tint")
 
 
-@register_method("colorization", config_class=ColorizationConfig, make_collator=make_colorization_collator,
-                 tiny_config=tiny_colorization_config, modality="image", default_dataset="digits",
-                 description="Colourisation: predict quantised ab (Lab) from L; needs RGB input (or tinting)")
-class ColorizationModel(PreTrainedModel):
+class ColorizationModel(MethodModel):
     """Backbone feature map -> 1x1 conv -> ab bin logits (or ab) upsampled to target_size."""
 
     config_class = ColorizationConfig
+    tiny_config = staticmethod(tiny_colorization_config)
+    make_collator = staticmethod(make_colorization_collator)
     base_model_prefix = "colorization"
     main_input_name = "pixel_values"
 

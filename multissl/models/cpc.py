@@ -3,7 +3,7 @@
 z_t = g_enc(x) is one frame per 10 ms (kernels 10,8,4,4,4 / strides 5,4,2,2,2 = hop 160);
 c_t = g_ar(z_<=t) (GRU by default; LSTM or a small causal transformer); W_k c_t predicts z_{t+k}.
 Our own architecture, so the exported encoder (`CPCEncoder`: g_enc + g_ar) is a multissl
-PreTrainedModel: it loads with `transformers.AutoModel` after `import multissl` (see docs/audio.md).
+PreTrainedModel: it loads with `transformers.AutoModel` after `multissl.register_auto_classes()` (see docs/audio.md).
 """
 from __future__ import annotations
 
@@ -12,14 +12,14 @@ from dataclasses import dataclass, make_dataclass
 
 import torch
 from torch import nn
-from transformers import AutoConfig, AutoModel, PretrainedConfig, PreTrainedModel
+from transformers import PretrainedConfig, PreTrainedModel
 from transformers import initialization as init
 from transformers.utils import ModelOutput
 
 from multissl.modalities.audio.collators import AudioCollator
 from multissl.modalities.audio.crops import conv_output_length, frame_mask, receptive_field
+from multissl.models.base import MethodConfig, MethodModel, register_auto
 from multissl.objectives.cpc import NEGATIVE_MODES, cpc_loss
-from multissl.registry import register_method
 
 NORMS = ("layer", "batch", "none")
 CONTEXTS = ("gru", "lstm", "transformer")
@@ -52,7 +52,7 @@ class CPCEncoderConfig(PretrainedConfig):
         return receptive_field(self.conv_kernels, self.conv_strides)
 
 
-class CPCConfig(CPCEncoderConfig):
+class CPCConfig(CPCEncoderConfig, MethodConfig):
     """CPC hyper-parameters: the encoder's plus K prediction steps, negatives, crop and which features embed() pools."""
 
     model_type = "multissl_cpc"
@@ -210,13 +210,12 @@ def tiny_cpc_config() -> CPCConfig:
     return CPCConfig(encoder_dim=16, context_dim=16, prediction_steps=3, num_negatives=4, crop_seconds=0.1)
 
 
-@register_method("cpc", config_class=CPCConfig, make_collator=make_cpc_collator, tiny_config=tiny_cpc_config, modality="audio",
-                 description="CPC: strided conv encoder + GRU context on raw audio, K-step InfoNCE", default_dataset="spoken_digits",
-                 export_is_plain_hf=False)  # CPCEncoder is our own PreTrainedModel: AutoModel needs `import multissl`
-class CPCModel(_CPCPreTrained):
+class CPCModel(_CPCPreTrained, MethodModel):
     """CPCEncoder + K linear maps W_k; forward(input_values [B, L], lengths [B]) -> K-step InfoNCE and per-step accuracy."""
 
     config_class = CPCConfig
+    tiny_config = staticmethod(tiny_cpc_config)
+    make_collator = staticmethod(make_cpc_collator)
     base_model_prefix = "cpc"
 
     def __init__(self, config: CPCConfig):
@@ -248,17 +247,8 @@ class CPCModel(_CPCPreTrained):
         return (h * w).sum(1) / w.sum(1)
 
     def encoder_for_export(self) -> CPCEncoder:
-        """g_enc + g_ar as a CPCEncoder (a multissl PreTrainedModel: AutoModel loads it after `import multissl`)."""
+        """g_enc + g_ar as a CPCEncoder (a multissl PreTrainedModel: AutoModel loads it once this module is imported)."""
         return self.encoder
 
 
-def _register_encoder() -> None:
-    """Let AutoConfig/AutoModel rebuild an exported CPCEncoder folder."""
-    for register, args in ((AutoConfig.register, (CPCEncoderConfig.model_type, CPCEncoderConfig)), (AutoModel.register, (CPCEncoderConfig, CPCEncoder))):
-        try:
-            register(*args)
-        except ValueError:  # already registered (module re-imported)
-            pass
-
-
-_register_encoder()
+register_auto(CPCEncoderConfig, CPCEncoder)  # an exported encoder folder rebuilds with AutoModel once this module is imported

@@ -6,32 +6,33 @@ from dataclasses import dataclass, fields
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import PretrainedConfig, PreTrainedModel
+from transformers import PreTrainedModel
 from transformers.utils import ModelOutput
 
-from multissl.models._backbones import vision_features
-from multissl.models._vision_common import TINY_RESNET, EvalImageCollator, backbone_and_dim, set_backbone_fields
 from multissl.modalities.image.multicrop import MultiCropAugment, MultiCropCollator
+from multissl.modalities.image.views import EvalImageCollator
+from multissl.models.base import MethodConfig, MethodModel
+from multissl.models.common.backbones import vision_features
+from multissl.models.common.ema import ema_update, make_teacher
+from multissl.models.common.vision import TINY_RESNET, backbone_and_dim, set_backbone_fields
 from multissl.objectives.distillation import dino_loss, update_center
-from multissl.registry import register_method
-from multissl.training.ema import ema_update, make_teacher
-from multissl.training.schedules import cosine_ramp, linear_warmup_value
+from multissl.schedules import cosine_ramp, linear_warmup_value
 
 
-class DINOConfig(PretrainedConfig):
+class DINOConfig(MethodConfig):
     """Head sizes, temperatures (student; teacher warm-up start -> end), centre and teacher momenta, multi-crop."""
 
     model_type = "multissl_dino"
 
     def __init__(self, backbone_config: dict | None = None, backbone_path: str | None = None, image_size: int = 32,
                  head_hidden_dim: int = 256, bottleneck_dim: int = 64, out_dim: int = 512,
-                 student_temp: float = 0.1, warmup_teacher_temp: float = 0.04, teacher_temp: float = 0.07,
-                 teacher_temp_warmup_steps: int = 100, center_momentum: float = 0.9, base_momentum: float = 0.996,
+                 student_temperature: float = 0.1, teacher_temperature_start: float = 0.04, teacher_temperature: float = 0.07,
+                 teacher_temperature_warmup_steps: int = 100, center_momentum: float = 0.9, base_momentum: float = 0.996,
                  gather_distributed: bool = True, multicrop: dict | None = None, **kwargs):
         set_backbone_fields(self, backbone_config, backbone_path, image_size)
         self.head_hidden_dim, self.bottleneck_dim, self.out_dim = head_hidden_dim, bottleneck_dim, out_dim
-        self.student_temp, self.warmup_teacher_temp, self.teacher_temp = student_temp, warmup_teacher_temp, teacher_temp
-        self.teacher_temp_warmup_steps, self.center_momentum = teacher_temp_warmup_steps, center_momentum
+        self.student_temperature, self.teacher_temperature_start, self.teacher_temperature = student_temperature, teacher_temperature_start, teacher_temperature
+        self.teacher_temperature_warmup_steps, self.center_momentum = teacher_temperature_warmup_steps, center_momentum
         self.base_momentum, self.gather_distributed = base_momentum, gather_distributed
         allowed = {f.name for f in fields(MultiCropAugment)} - {"global_size"}
         unknown = set(multicrop or {}) - allowed
@@ -77,15 +78,14 @@ def tiny_dino_config() -> DINOConfig:
                       multicrop={"local_size": 8, "num_local": 2})
 
 
-@register_method("dino", config_class=DINOConfig, make_collator=make_dino_collator, tiny_config=tiny_dino_config,
-                 modality="image", default_dataset="digits",
-                 description="DINO: multi-crop student vs EMA teacher, centring + sharpening, no negatives")
-class DINOModel(PreTrainedModel):
+class DINOModel(MethodModel):
     """Student (backbone + DINO head) and EMA teacher; forward(global_views [B, 2, 3, G, G], local_views [B, N, 3, L, L])."""
 
     config_class = DINOConfig
+    tiny_config = staticmethod(tiny_dino_config)
+    make_collator = staticmethod(make_dino_collator)
     base_model_prefix = "dino"
-    main_input_name = "pixel_values"
+    main_input_name = "global_views"
 
     def __init__(self, config: DINOConfig):
         super().__init__(config)
@@ -101,11 +101,11 @@ class DINOModel(PreTrainedModel):
         self._sync_teacher()
 
     @property
-    def teacher_temp_now(self) -> float:
+    def teacher_temperature_now(self) -> float:
         """Teacher temperature for the next forward: linear warm-up start -> end as a function of steps_done."""
         c = self.config
-        return linear_warmup_value(int(self.steps_done), c.teacher_temp_warmup_steps, c.warmup_teacher_temp,
-                                   c.teacher_temp)
+        return linear_warmup_value(int(self.steps_done), c.teacher_temperature_warmup_steps, c.teacher_temperature_start,
+                                   c.teacher_temperature)
 
     @torch.no_grad()
     def _sync_teacher(self) -> None:
@@ -128,8 +128,8 @@ class DINOModel(PreTrainedModel):
         student_out = torch.cat(student).view(-1, b, self.config.out_dim)  # [2 + N, B, K]
         with torch.no_grad():
             teacher_out = self.teacher_head(vision_features(self.teacher_backbone, glob)).view(2, b, -1)  # [2, B, K]
-        t = self.teacher_temp_now
-        loss = dino_loss(student_out, teacher_out, self.center, self.config.student_temp, t)
+        t = self.teacher_temperature_now
+        loss = dino_loss(student_out, teacher_out, self.center, self.config.student_temperature, t)
         with torch.no_grad():
             probs = F.softmax((teacher_out - self.center) / t, dim=-1)
             entropy = -(probs * probs.clamp_min(1e-12).log()).sum(-1).mean()
@@ -142,7 +142,7 @@ class DINOModel(PreTrainedModel):
         m = cosine_ramp(step, max_steps, self.config.base_momentum, 1.0)
         ema_update(self.teacher_backbone, self.backbone, m)
         ema_update(self.teacher_head, self.head, m)
-        self.steps_done.fill_(step + 1)  # teacher_temp_now follows from it
+        self.steps_done.fill_(step + 1)  # teacher_temperature_now follows from it
 
     def encoder_for_export(self) -> PreTrainedModel:
         """The plain HF vision backbone (student)."""

@@ -5,22 +5,23 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForCausalLM, PretrainedConfig, PreTrainedModel
+from transformers import AutoModelForCausalLM, PreTrainedModel
 from transformers.utils import ModelOutput
 
-from multissl.models._backbones import build_backbone, resolve_backbone_config, text_features
+from multissl.data.tokenizers import load_tokenizer_spec, resolve_tokenizer
 from multissl.modalities.text.blocks import group_texts
 from multissl.modalities.text.collators import CausalLMCollator
-from multissl.modalities.text.tokenizer import causal_lm_tokenizer, check_vocab, get_tokenizer, tokenizer_spec_for
+from multissl.modalities.text.tokenizer import causal_lm_tokenizer, check_vocab, tokenizer_spec_for
+from multissl.models.base import MethodConfig, MethodModel
+from multissl.models.common.backbones import build_backbone, resolve_backbone_config, text_features
 from multissl.objectives import next_token_loss
-from multissl.registry import register_method
 
 DEFAULT_TOKENIZER = "trained:python_docs/bpe/4000"
 # A small GPT-2 for CPU runs; vocab size, context and special-token ids are filled in from the tokenizer.
 DEFAULT_GPT2 = {"model_type": "gpt2", "n_embd": 128, "n_layer": 4, "n_head": 4}
 
 
-class GPTLMConfig(PretrainedConfig):
+class GPTLMConfig(MethodConfig):
     """Causal-LM settings; the model is any AutoModelForCausalLM (config dict or local `backbone_path`)."""
 
     model_type = "multissl_gpt_lm"
@@ -30,7 +31,7 @@ class GPTLMConfig(PretrainedConfig):
         self.tokenizer_path = tokenizer_path or backbone_path or DEFAULT_TOKENIZER
         cfg = resolve_backbone_config(backbone_config, backbone_path, DEFAULT_GPT2)
         if "vocab_size" not in cfg:  # a fresh config: take the vocabulary and special ids from the tokenizer
-            tok = get_tokenizer(self.tokenizer_path)
+            tok = load_tokenizer_spec(self.tokenizer_path)
             eos = tok.eos_token_id if tok.eos_token_id is not None else tok.sep_token_id
             # Training frames documents as `text </s>` and never shows <s>, so </s> is what precedes a
             # document: it is also the BOS generation starts from (as GPT-2's <|endoftext|>).
@@ -59,15 +60,15 @@ class GPTLMOutput(ModelOutput):
 def make_gpt_lm_collator(config: GPTLMConfig, train: bool = True) -> CausalLMCollator:
     """Training: blocks of block_size tokens (documents joined by </s>); eval: one row per text."""
     spec = tokenizer_spec_for(config)
-    check_vocab(config.backbone_config["vocab_size"], get_tokenizer(spec), spec)
-    return CausalLMCollator(spec, config.block_size, config.grouping, train)
+    check_vocab(config.backbone_config["vocab_size"], load_tokenizer_spec(spec), spec)
+    return CausalLMCollator(resolve_tokenizer(spec), config.block_size, config.grouping, train)
 
 
 def prepare_gpt_lm_dataset(config: GPTLMConfig, dataset):
     """Pre-group a text dataset into fixed blocks when grouping == 'group' (else unchanged)."""
     if config.grouping != "group" or "text" not in dataset.column_names:
         return dataset
-    return group_texts(dataset, get_tokenizer(tokenizer_spec_for(config)), config.block_size, "eos")
+    return group_texts(dataset, load_tokenizer_spec(tokenizer_spec_for(config)), config.block_size, "eos")
 
 
 def tiny_gpt_lm_config() -> GPTLMConfig:
@@ -76,13 +77,13 @@ def tiny_gpt_lm_config() -> GPTLMConfig:
     return GPTLMConfig(backbone_config=gpt2, tokenizer_path="trained:python_docs/bpe/320", block_size=32)
 
 
-@register_method("gpt_lm", config_class=GPTLMConfig, make_collator=make_gpt_lm_collator, tiny_config=tiny_gpt_lm_config,
-                 modality="text", description="GPT causal LM: next-token cross-entropy on token blocks (teacher forcing)",
-                 default_dataset="python_docs", prepare_dataset=prepare_gpt_lm_dataset)
-class GPTLMModel(PreTrainedModel):
+class GPTLMModel(MethodModel):
     """AutoModelForCausalLM backbone; forward -> next-token cross-entropy (shared objective)."""
 
     config_class = GPTLMConfig
+    tiny_config = staticmethod(tiny_gpt_lm_config)
+    make_collator = staticmethod(make_gpt_lm_collator)
+    prepare_dataset = staticmethod(prepare_gpt_lm_dataset)
     base_model_prefix = "gpt_lm"
     main_input_name = "input_ids"
     backbone_auto_class = AutoModelForCausalLM
@@ -112,7 +113,7 @@ class GPTLMModel(PreTrainedModel):
 
     def inference_tokenizer(self):
         """The tokenizer as a causal LM's folder ships it: prompts get no </s> appended, batches pad on the left."""
-        return causal_lm_tokenizer(get_tokenizer(tokenizer_spec_for(self.config)))
+        return causal_lm_tokenizer(load_tokenizer_spec(tokenizer_spec_for(self.config)))
 
     def save_export_extras(self, out_dir: Path) -> None:
         """Ship the (causal-LM) tokenizer with the exported model."""

@@ -15,19 +15,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
-from transformers import PretrainedConfig, PreTrainedModel
+from transformers import PreTrainedModel
 from transformers.utils import ModelOutput
 
-from multissl.models._backbones import vision_features
-from multissl.models._vision_common import (TINY_RESNET, EvalImageCollator, backbone_and_dim, check_pixels,
-                                            set_backbone_fields)
 from multissl.modalities.image.image_batch import ImageBatch
 from multissl.modalities.image.masks import inpainting_mask
+from multissl.modalities.image.views import EvalImageCollator
+from multissl.models.base import MethodConfig, MethodModel
+from multissl.models.common.backbones import vision_features
+from multissl.models.common.vision import TINY_RESNET, backbone_and_dim, check_pixels, set_backbone_fields
 from multissl.objectives import masked_reconstruction_loss
-from multissl.registry import register_method
 
 
-class InpaintingConfig(PretrainedConfig):
+class InpaintingConfig(MethodConfig):
     """Hole type ('center' | 'random_block') and size (fraction of the side), decoder width, adversarial option.
 
     adversarial_weight = 0 (default): L2 reconstruction of the hidden pixels only, no discriminator.
@@ -102,13 +102,12 @@ def tiny_inpainting_config() -> InpaintingConfig:
                             disc_hidden_dim=8)
 
 
-@register_method("inpainting", config_class=InpaintingConfig, make_collator=make_inpainting_collator,
-                 tiny_config=tiny_inpainting_config, modality="image", default_dataset="digits",
-                 description="Context encoder: hide a square region, reconstruct its pixels (loss on the hole only)")
-class InpaintingModel(PreTrainedModel):
+class InpaintingModel(MethodModel):
     """Encoder (backbone, pooled) -> MLP decoder -> all pixels; only the hidden ones enter the loss."""
 
     config_class = InpaintingConfig
+    tiny_config = staticmethod(tiny_inpainting_config)
+    make_collator = staticmethod(make_inpainting_collator)
     base_model_prefix = "inpainting"
     main_input_name = "pixel_values"
 

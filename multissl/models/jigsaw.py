@@ -6,19 +6,19 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import PretrainedConfig, PreTrainedModel
+from transformers import PreTrainedModel
 from transformers.utils import ModelOutput
 
-from multissl.models._backbones import vision_features
-from multissl.models._vision_common import (TINY_RESNET, EvalImageCollator, backbone_and_dim, check_pixels,
-                                            set_backbone_fields)
 from multissl.modalities.image.image_batch import ImageBatch
 from multissl.modalities.image.jigsaw import maximal_hamming_permutations, shuffle_tiles
 from multissl.modalities.image.patches import check_grid, grid_tiles
-from multissl.registry import register_method
+from multissl.modalities.image.views import EvalImageCollator
+from multissl.models.base import MethodConfig, MethodModel
+from multissl.models.common.backbones import vision_features
+from multissl.models.common.vision import TINY_RESNET, backbone_and_dim, check_pixels, set_backbone_fields
 
 
-class JigsawConfig(PretrainedConfig):
+class JigsawConfig(MethodConfig):
     """Grid (3 -> 9 tiles), gap (min blank pixels between neighbouring tiles), jitter, permutation set size/seed, head width.
 
     A tile is (image_size // grid) - 2 * gap pixels: the room a jitter of `gap` needs while keeping tiles >= gap apart.
@@ -88,15 +88,14 @@ def tiny_jigsaw_config() -> JigsawConfig:
                         tile_hidden_dim=8, head_hidden_dim=16)
 
 
-@register_method("jigsaw", config_class=JigsawConfig, make_collator=make_jigsaw_collator, tiny_config=tiny_jigsaw_config,
-                 modality="image", default_dataset="digits",
-                 description="Jigsaw: 3x3 tiles with gaps/jitter, max-Hamming permutation set, classify the permutation")
-class JigsawModel(PreTrainedModel):
+class JigsawModel(MethodModel):
     """Shared-weight tile encoder (backbone + per-tile fc) -> concat -> MLP -> permutation logits."""
 
     config_class = JigsawConfig
+    tiny_config = staticmethod(tiny_jigsaw_config)
+    make_collator = staticmethod(make_jigsaw_collator)
     base_model_prefix = "jigsaw"
-    main_input_name = "pixel_values"
+    main_input_name = "tiles"
 
     def __init__(self, config: JigsawConfig):
         super().__init__(config)

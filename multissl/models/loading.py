@@ -6,11 +6,11 @@ from pathlib import Path
 
 from transformers import AutoModel, PreTrainedModel
 
+from multissl.registry import method_for_model_type
+
 
 def load_model(model_dir: str | Path) -> PreTrainedModel:
     """AutoModel.from_pretrained on a local multissl folder, checking config.json and the safetensors weights first."""
-    import multissl.models  # noqa: F401  (registers our model types)
-
     path = Path(model_dir)
     if not path.is_dir():
         raise FileNotFoundError(f"model folder {str(path)!r} does not exist")
@@ -21,6 +21,9 @@ def load_model(model_dir: str | Path) -> PreTrainedModel:
         model_type = json.loads(config_file.read_text()).get("model_type")
     except json.JSONDecodeError as err:
         raise ValueError(f"{config_file}: corrupt JSON ({err})") from err
+    spec = method_for_model_type(model_type)
+    if spec is not None:
+        spec.model_class  # noqa: B018  (imports just this method, which registers its type with AutoModel)
     weights = list(path.glob("*.safetensors"))
     if not weights:
         raise FileNotFoundError(f"{path}: no *.safetensors weights (multissl never loads pickled .bin checkpoints)")

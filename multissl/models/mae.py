@@ -7,16 +7,17 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from transformers import PretrainedConfig, PreTrainedModel, ViTModel
+from transformers import PreTrainedModel, ViTModel
 from transformers.utils import ModelOutput
 
-from multissl.models._backbones import config_from_dict
-from multissl.models._vision_common import EvalImageCollator, set_backbone_fields
 from multissl.modalities.image.image_batch import ImageBatch
 from multissl.modalities.image.masks import random_masking
 from multissl.modalities.image.patches import patchify, unpatchify
+from multissl.modalities.image.views import EvalImageCollator
+from multissl.models.base import MethodConfig, MethodModel
+from multissl.models.common.backbones import config_from_dict
+from multissl.models.common.vision import set_backbone_fields
 from multissl.objectives import masked_reconstruction_loss
-from multissl.registry import register_method
 
 DEFAULT_VIT = {"model_type": "vit", "image_size": 32, "patch_size": 4, "num_channels": 3, "hidden_size": 128,
                "num_hidden_layers": 4, "num_attention_heads": 4, "intermediate_size": 256,
@@ -24,7 +25,7 @@ DEFAULT_VIT = {"model_type": "vit", "image_size": 32, "patch_size": 4, "num_chan
 TINY_VIT = dict(DEFAULT_VIT, image_size=16, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32)
 
 
-class MAEConfig(PretrainedConfig):
+class MAEConfig(MethodConfig):
     """A ViT backbone config (image size comes from it), mask ratio, decoder sizes, per-patch normalised targets."""
 
     model_type = "multissl_mae"
@@ -75,13 +76,12 @@ def tiny_mae_config() -> MAEConfig:
     return MAEConfig(backbone_config=TINY_VIT, decoder_dim=16, decoder_depth=1, decoder_heads=2)
 
 
-@register_method("mae", config_class=MAEConfig, make_collator=make_mae_collator, tiny_config=tiny_mae_config,
-                 modality="image", default_dataset="digits",
-                 description="MAE: ViT encoder on 25% visible patches, light decoder with mask tokens, loss on masked patches")
-class MAEModel(PreTrainedModel):
+class MAEModel(MethodModel):
     """HF ViTModel encoder (run on visible tokens only) + small Transformer decoder predicting patch pixels."""
 
     config_class = MAEConfig
+    tiny_config = staticmethod(tiny_mae_config)
+    make_collator = staticmethod(make_mae_collator)
     base_model_prefix = "mae"
     main_input_name = "pixel_values"
 

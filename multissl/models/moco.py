@@ -5,20 +5,19 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from torch import nn
-from transformers import PretrainedConfig, PreTrainedModel
+from transformers import PreTrainedModel
 from transformers.utils import ModelOutput
 
-from multissl.models._backbones import vision_features
-from multissl.models._vision_common import TINY_RESNET, backbone_and_dim, check_pixels, mlp, set_backbone_fields
-from multissl.models.simclr import ImageViewsCollator
+from multissl.modalities.image.views import ImageViewsCollator
+from multissl.models.base import MethodConfig, MethodModel
+from multissl.models.common.backbones import vision_features
+from multissl.models.common.ema import ema_update, make_teacher
+from multissl.models.common.queue import KeyQueue
+from multissl.models.common.vision import TINY_RESNET, backbone_and_dim, check_pixels, mlp, set_backbone_fields
 from multissl.objectives import info_nce
-from multissl.registry import register_method
-from multissl.training.ema import ema_update, make_teacher
-from multissl.training.queue import KeyQueue
 
 
-class MoCoConfig(PretrainedConfig):
+class MoCoConfig(MethodConfig):
     """Queue size (independent of the batch; must be divisible by the global batch), key momentum, InfoNCE temperature
     (`loss_temperature`: transformers reserves `temperature` for generation), MLP head."""
 
@@ -55,13 +54,12 @@ def tiny_moco_config() -> MoCoConfig:
                       queue_size=16, momentum=0.99)
 
 
-@register_method("moco", config_class=MoCoConfig, make_collator=make_moco_collator, tiny_config=tiny_moco_config,
-                 modality="image", default_dataset="digits",
-                 description="MoCo v2: momentum key encoder, FIFO queue of negatives, MLP head, InfoNCE")
-class MoCoModel(PreTrainedModel):
+class MoCoModel(MethodModel):
     """Query encoder (backbone + MLP head), EMA key encoder, queue; forward(pixel_values [B, 2, 3, S, S])."""
 
     config_class = MoCoConfig
+    tiny_config = staticmethod(tiny_moco_config)
+    make_collator = staticmethod(make_moco_collator)
     base_model_prefix = "moco"
     main_input_name = "pixel_values"
 

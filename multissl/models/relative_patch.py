@@ -6,20 +6,20 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import PretrainedConfig, PreTrainedModel
+from transformers import PreTrainedModel
 from transformers.utils import ModelOutput
 
-from multissl.models._backbones import vision_features
-from multissl.models._vision_common import (TINY_RESNET, EvalImageCollator, backbone_and_dim, check_pixels,
-                                            set_backbone_fields)
 from multissl.modalities.image.image_batch import ImageBatch
 from multissl.modalities.image.patches import check_grid, relative_patch_pairs
-from multissl.registry import register_method
+from multissl.modalities.image.views import EvalImageCollator
+from multissl.models.base import MethodConfig, MethodModel
+from multissl.models.common.backbones import vision_features
+from multissl.models.common.vision import TINY_RESNET, backbone_and_dim, check_pixels, set_backbone_fields
 
 NUM_POSITIONS = 8
 
 
-class RelativePatchConfig(PretrainedConfig):
+class RelativePatchConfig(MethodConfig):
     """Image size (cut into a 3x3 grid), gap (min blank pixels between neighbouring patches), jitter, head width.
 
     A patch is (image_size // 3) - 2 * gap pixels, so the jittered centre and neighbour never touch.
@@ -73,15 +73,14 @@ def tiny_relative_patch_config() -> RelativePatchConfig:
     return RelativePatchConfig(backbone_config=TINY_RESNET, image_size=18, gap=1, head_hidden_dim=16)
 
 
-@register_method("relative_patch", config_class=RelativePatchConfig, make_collator=make_relative_patch_collator,
-                 tiny_config=tiny_relative_patch_config, modality="image", default_dataset="digits",
-                 description="Relative patch location: centre + 1 of 8 neighbours with gaps/jitter, 8-way classifier")
-class RelativePatchModel(PreTrainedModel):
+class RelativePatchModel(MethodModel):
     """Shared patch encoder; concat(centre, neighbour) features -> MLP -> 8 position logits."""
 
     config_class = RelativePatchConfig
+    tiny_config = staticmethod(tiny_relative_patch_config)
+    make_collator = staticmethod(make_relative_patch_collator)
     base_model_prefix = "relative_patch"
-    main_input_name = "pixel_values"
+    main_input_name = "patches"
 
     def __init__(self, config: RelativePatchConfig):
         super().__init__(config)

@@ -6,18 +6,18 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import PretrainedConfig, PreTrainedModel
+from transformers import PreTrainedModel
 from transformers.utils import ModelOutput
 
-from multissl.models._backbones import vision_features
-from multissl.models._vision_common import (TINY_RESNET, EvalImageCollator, backbone_and_dim, check_pixels,
-                                            set_backbone_fields)
 from multissl.modalities.image.image_batch import ImageBatch
 from multissl.modalities.image.rotation import NUM_ROTATIONS, four_rotations
-from multissl.registry import register_method
+from multissl.modalities.image.views import EvalImageCollator
+from multissl.models.base import MethodConfig, MethodModel
+from multissl.models.common.backbones import vision_features
+from multissl.models.common.vision import TINY_RESNET, backbone_and_dim, check_pixels, set_backbone_fields
 
 
-class RotationConfig(PretrainedConfig):
+class RotationConfig(MethodConfig):
     """Backbone (any HF vision config dict), image size, classifier hidden width (0 = linear head), crop scale."""
 
     model_type = "multissl_rotation"
@@ -60,13 +60,12 @@ def tiny_rotation_config() -> RotationConfig:
     return RotationConfig(backbone_config=TINY_RESNET, image_size=16, head_hidden_dim=8)
 
 
-@register_method("rotation", config_class=RotationConfig, make_collator=make_rotation_collator,
-                 tiny_config=tiny_rotation_config, modality="image", default_dataset="digits",
-                 description="Rotation prediction: 0/90/180/270 of every image in the batch, 4-way classifier")
-class RotationModel(PreTrainedModel):
+class RotationModel(MethodModel):
     """Backbone + rotation classifier; forward(pixel_values [B, 4, 3, S, S], rotation_labels [B, 4]) -> CE loss."""
 
     config_class = RotationConfig
+    tiny_config = staticmethod(tiny_rotation_config)
+    make_collator = staticmethod(make_rotation_collator)
     base_model_prefix = "rotation"
     main_input_name = "pixel_values"
 

@@ -1,26 +1,21 @@
 """SimCLR (Chen et al. 2020): two augmented views, any HF vision backbone, MLP projection head, NT-Xent."""
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import torch
 from torch import nn
-from transformers import PretrainedConfig, PreTrainedModel
+from transformers import PreTrainedModel
 from transformers.utils import ModelOutput
 
-from multissl.models._backbones import build_backbone, infer_feature_dim, resolve_backbone_config, vision_features
-from multissl.modalities.image.transforms import SimCLRAugment, eval_transform, to_rgb
+from multissl.modalities.image.views import ImageViewsCollator
+from multissl.models.base import MethodConfig, MethodModel
+from multissl.models.common.backbones import vision_features
+from multissl.models.common.vision import TINY_RESNET, backbone_and_dim, mlp, set_backbone_fields
 from multissl.objectives import nt_xent
-from multissl.registry import register_method
-
-# A small ResNet that trains on one CPU core in minutes on 32x32 images.
-DEFAULT_VISION_BACKBONE = {
-    "model_type": "resnet", "num_channels": 3, "embedding_size": 32, "hidden_sizes": [32, 64, 128],
-    "depths": [1, 1, 1], "layer_type": "basic", "downsample_in_first_stage": False,
-}
 
 
-class SimCLRConfig(PretrainedConfig):
+class SimCLRConfig(MethodConfig):
     """SimCLR hyper-parameters; `backbone_config` is any HF vision config as a dict (model_type required)."""
 
     model_type = "multissl_simclr"
@@ -28,9 +23,7 @@ class SimCLRConfig(PretrainedConfig):
     def __init__(self, backbone_config: dict | None = None, backbone_path: str | None = None, image_size: int = 32,
                  projection_hidden_dim: int = 256, projection_dim: int = 64, loss_temperature: float = 0.5,
                  gather_distributed: bool = True, augment: dict | None = None, **kwargs):
-        self.backbone_config = resolve_backbone_config(backbone_config, backbone_path, DEFAULT_VISION_BACKBONE)
-        self.backbone_path = backbone_path
-        self.image_size = image_size
+        set_backbone_fields(self, backbone_config, backbone_path, image_size)
         self.projection_hidden_dim = projection_hidden_dim
         self.projection_dim = projection_dim
         self.loss_temperature = loss_temperature
@@ -48,30 +41,6 @@ class SimCLROutput(ModelOutput):
     embeddings: torch.Tensor | None = None
 
 
-def projection_head(in_dim: int, hidden_dim: int, out_dim: int) -> nn.Sequential:
-    """SimCLR's g(.): Linear -> BN -> ReLU -> Linear."""
-    return nn.Sequential(nn.Linear(in_dim, hidden_dim), nn.BatchNorm1d(hidden_dim), nn.ReLU(inplace=True), nn.Linear(hidden_dim, out_dim))
-
-
-class ImageViewsCollator:
-    """Rows with `image` -> {"pixel_values": [B, V, 3, S, S]} (V augmented views) or [B, 3, S, S] for eval."""
-
-    def __init__(self, image_size: int, augment: dict | None = None, num_views: int = 2, train: bool = True):
-        valid = {f.name for f in fields(SimCLRAugment)} - {"image_size"}
-        unknown = set(augment or {}) - valid
-        if unknown:
-            raise ValueError(f"augment: unknown key(s) {sorted(unknown)}; allowed: {sorted(valid)}")
-        self.train, self.num_views = train, num_views
-        self.transform = SimCLRAugment(image_size=image_size, **(augment or {})).build() if train else eval_transform(image_size)
-
-    def __call__(self, rows: list[dict]) -> dict[str, torch.Tensor]:
-        images = [to_rgb(r.get("image"), field=f"row {i}: 'image'") for i, r in enumerate(rows)]
-        if not self.train:
-            return {"pixel_values": torch.stack([self.transform(im) for im in images])}
-        views = [torch.stack([self.transform(im) for _ in range(self.num_views)]) for im in images]
-        return {"pixel_values": torch.stack(views)}  # [B, V, 3, S, S]
-
-
 def make_simclr_collator(config: SimCLRConfig, train: bool = True) -> ImageViewsCollator:
     """Two SimCLR views per image for training, one resized image for evaluation."""
     return ImageViewsCollator(config.image_size, config.augment, num_views=2, train=train)
@@ -79,24 +48,22 @@ def make_simclr_collator(config: SimCLRConfig, train: bool = True) -> ImageViews
 
 def tiny_simclr_config() -> SimCLRConfig:
     """A config that runs forward+backward in milliseconds (tests)."""
-    backbone = dict(DEFAULT_VISION_BACKBONE, embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1])
-    return SimCLRConfig(backbone_config=backbone, image_size=16, projection_hidden_dim=16, projection_dim=8)
+    return SimCLRConfig(backbone_config=TINY_RESNET, image_size=16, projection_hidden_dim=16, projection_dim=8)
 
 
-@register_method("simclr", config_class=SimCLRConfig, make_collator=make_simclr_collator, tiny_config=tiny_simclr_config,
-                 modality="image", description="SimCLR: two augmented views, MLP projection head, NT-Xent", default_dataset="digits")
-class SimCLRModel(PreTrainedModel):
+class SimCLRModel(MethodModel):
     """Backbone f (any HF vision model) + projection g; forward(pixel_values [B, 2, 3, S, S]) -> NT-Xent loss."""
 
     config_class = SimCLRConfig
+    tiny_config = staticmethod(tiny_simclr_config)
+    make_collator = staticmethod(make_simclr_collator)
     base_model_prefix = "simclr"
     main_input_name = "pixel_values"
 
     def __init__(self, config: SimCLRConfig):
         super().__init__(config)
-        self.backbone = build_backbone(config.backbone_config)
-        feat_dim = infer_feature_dim(self.backbone, config.image_size, config.backbone_config.get("num_channels", 3))
-        self.projection = projection_head(feat_dim, config.projection_hidden_dim, config.projection_dim)
+        self.backbone, feat_dim = backbone_and_dim(config)
+        self.projection = mlp(feat_dim, config.projection_hidden_dim, config.projection_dim)  # g(.): Linear-BN-ReLU-Linear
         self.post_init()
 
     def embed(self, pixel_values: torch.Tensor) -> torch.Tensor:

@@ -6,19 +6,19 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from transformers import PretrainedConfig, PreTrainedModel
+from transformers import PreTrainedModel
 from transformers.utils import ModelOutput
 
-from multissl.models._backbones import build_backbone, resolve_backbone_config, text_features
 from multissl.modalities.text.sentences import SentenceCollator, load_tokenizer
+from multissl.models.base import MethodConfig, MethodModel
+from multissl.models.common.backbones import build_backbone, resolve_backbone_config, text_features
 from multissl.objectives import info_nce
 from multissl.paths import MINILM
-from multissl.registry import register_method
 
 POOLERS = ("cls", "cls_before_pooler", "avg")
 
 
-class SimCSEConfig(PretrainedConfig):
+class SimCSEConfig(MethodConfig):
     """SimCSE settings; the text encoder is any HF AutoModel (config dict or local `backbone_path`)."""
 
     model_type = "multissl_simcse"
@@ -68,13 +68,12 @@ def tiny_simcse_config() -> SimCSEConfig:
     return SimCSEConfig(backbone_config=bert, tokenizer_path=MINILM, max_seq_length=16)
 
 
-@register_method("simcse", config_class=SimCSEConfig, make_collator=make_simcse_collator, tiny_config=tiny_simcse_config,
-                 modality="text", description="SimCSE: dropout-noise (unsup) or NLI-triplet (sup) sentence embeddings, InfoNCE",
-                 default_dataset="python_docs")
-class SimCSEModel(PreTrainedModel):
+class SimCSEModel(MethodModel):
     """Text encoder + pooler (+ MLP over CLS for pooler='cls', as in SimCSE); forward -> InfoNCE loss."""
 
     config_class = SimCSEConfig
+    tiny_config = staticmethod(tiny_simcse_config)
+    make_collator = staticmethod(make_simcse_collator)
     base_model_prefix = "simcse"
     main_input_name = "input_ids"
 

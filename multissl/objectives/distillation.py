@@ -17,7 +17,7 @@ def byol_loss(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
 
 
 def dino_loss(student_out: torch.Tensor, teacher_out: torch.Tensor, center: torch.Tensor,
-              student_temp: float = 0.1, teacher_temp: float = 0.04) -> torch.Tensor:
+              student_temperature: float = 0.1, teacher_temperature: float = 0.04) -> torch.Tensor:
     """DINO loss: mean over view pairs (t, s), t != s, of H(softmax((teacher_t - c)/T_t), softmax(student_s/T_s)).
 
     student_out [V_s, B, K] (global views first, then local), teacher_out [V_t, B, K] (the global views),
@@ -29,8 +29,8 @@ def dino_loss(student_out: torch.Tensor, teacher_out: torch.Tensor, center: torc
     v_t, v_s = teacher_out.shape[0], student_out.shape[0]
     if v_t > v_s:
         raise ValueError(f"the teacher's {v_t} views must be the first of the student's {v_s} views")
-    teacher_probs = F.softmax((teacher_out.detach() - center.reshape(1, 1, -1)) / teacher_temp, dim=-1)  # [V_t, B, K]
-    student_logp = F.log_softmax(student_out / student_temp, dim=-1)  # [V_s, B, K]
+    teacher_probs = F.softmax((teacher_out.detach() - center.reshape(1, 1, -1)) / teacher_temperature, dim=-1)  # [V_t, B, K]
+    student_logp = F.log_softmax(student_out / student_temperature, dim=-1)  # [V_s, B, K]
     ce = -torch.einsum("tbk,sbk->ts", teacher_probs, student_logp)  # summed over the batch: [V_t, V_s]
     # Same view on both sides is excluded: predicting a view from itself is trivial.
     off_diag = ~torch.eye(v_t, v_s, dtype=torch.bool, device=ce.device)

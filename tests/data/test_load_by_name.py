@@ -99,10 +99,10 @@ def test_unsupported_file_and_empty_folder(tmp_path):
         infer_builder(tmp_path / "empty")
 
 
-def test_dashed_names_resolve_to_the_registered_builtin():
-    a = load_dataset_by_name("spoken-digits", split="test")
-    b = load_dataset_by_name("spoken_digits", split="test")
-    assert len(a) == len(b) > 0 and a.column_names == b.column_names
+def test_one_spelling_per_dataset_name_with_a_did_you_mean_hint():
+    assert len(load_dataset_by_name("spoken_digits", split="test")) > 0
+    with pytest.raises(ValueError, match="did you mean 'spoken_digits'"):
+        load_dataset_by_name("spoken-digits", split="test")
 
 
 def test_audio_folder_loads_with_labels_and_splits_and_decodes(tmp_path):

@@ -5,9 +5,15 @@ import shutil
 import numpy as np
 import pytest
 
+from multissl.data.espeak_voices import DIGITS, SHIPPED_ACCENTS, SHIPPED_VARIANTS
 from multissl.data.spoken_digits import (
-    ASSET_DIR, DIGITS, SHIPPED_ACCENTS, SHIPPED_REPEATS, SHIPPED_VARIANTS, build_spoken_digits, clip_settings,
-    load_spoken_digits, num_test_repeats, read_metadata,
+    ASSET_DIR,
+    SHIPPED_REPEATS,
+    build_spoken_digits,
+    clip_settings,
+    load_spoken_digits,
+    num_test_repeats,
+    read_metadata,
 )
 from multissl.registry import DATASETS
 
@@ -96,7 +102,7 @@ def test_generator_builds_a_loadable_corpus(tmp_path):
 def test_cli_data_build(tmp_path, capsys):
     from multissl.cli import main
 
-    argv = ["data", "build", "spoken-digits", "--out", str(tmp_path / "sd"), "--voices", "en-us", "--variants", "m2",
+    argv = ["data", "build", "spoken_digits", "--out", str(tmp_path / "sd"), "--voices", "en-us", "--variants", "m2",
             "--words", "one", "--repeats", "2", "--no-progress"]
     assert main(argv) == 0
     assert "wrote 2 clips (1 speakers, 1 train / 1 test)" in capsys.readouterr().out

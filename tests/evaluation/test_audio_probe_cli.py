@@ -1,4 +1,4 @@
-"""The documented audio evaluation: `multissl eval linear-probe --dataset spoken-digits --target speaker|word` on a CPC model."""
+"""The documented audio evaluation: `multissl eval linear-probe --dataset spoken_digits --target speaker|word` on a CPC model."""
 import json
 
 import pytest
@@ -19,7 +19,7 @@ def cpc_dir(tmp_path_factory):
 
 @pytest.mark.parametrize("target", ["speaker", "word"])
 def test_linear_probe_cli_on_spoken_digits(cpc_dir, capsys, target):
-    code = main(["eval", "linear-probe", "--model", str(cpc_dir), "--dataset", "spoken-digits", "--target", target,
+    code = main(["eval", "linear-probe", "--model", str(cpc_dir), "--dataset", "spoken_digits", "--target", target,
                  "--no-progress"])
     out = capsys.readouterr().out
     assert code == 0

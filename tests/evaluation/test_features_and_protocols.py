@@ -5,14 +5,14 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
-from transformers import PretrainedConfig, PreTrainedModel
 
 from multissl.data import load_dataset_by_name
 from multissl.evaluation import evaluate_model, extract_features, knn_accuracy, linear_probe_accuracy
+from multissl.models.base import MethodConfig, MethodModel
 from multissl.registry import METHODS, register_method
 
 
-class DummyEvalConfig(PretrainedConfig):
+class DummyEvalConfig(MethodConfig):
     model_type = "multissl_test_dummy_eval"
 
     def __init__(self, dim: int = 16, **kwargs):
@@ -20,7 +20,7 @@ class DummyEvalConfig(PretrainedConfig):
         super().__init__(**kwargs)
 
 
-class DummyEvalModel(PreTrainedModel):
+class DummyEvalModel(MethodModel):
     """Flattened 8x8 pixels through one random linear layer: embed(pixel_values [B, 64]) -> [B, D]."""
 
     config_class = DummyEvalConfig
@@ -41,7 +41,7 @@ class DummyEvalModel(PreTrainedModel):
 
 
 def make_dummy_collator(config, train: bool = True):
-    def collate(rows):
+    def collate(rows, generator=None):
         assert "label" not in rows[0], "labels must not reach the collator"
         pixels = np.stack([np.asarray(r["image"], dtype=np.float32).reshape(-1) / 255.0 for r in rows])
         return {"pixel_values": torch.from_numpy(pixels)}  # [B, 64]
@@ -49,11 +49,13 @@ def make_dummy_collator(config, train: bool = True):
     return collate
 
 
+DummyEvalModel.make_collator = staticmethod(make_dummy_collator)
+
+
 @pytest.fixture
 def dummy_method():
     """Register the dummy method for one test and remove it again, so registry-wide tests never see it."""
-    register_method("test_dummy_eval", config_class=DummyEvalConfig, make_collator=make_dummy_collator,
-                    tiny_config=DummyEvalConfig, modality="image", description="test only")(DummyEvalModel)
+    register_method("test_dummy_eval", f"{__name__}:DummyEvalModel", modality="image", description="test only")
     yield DummyEvalModel
     METHODS.pop("test_dummy_eval", None)
 

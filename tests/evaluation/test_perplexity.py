@@ -108,19 +108,19 @@ def test_evaluate_perplexity_on_a_saved_bert_mlm(tmp_path, next_sentence):
 def test_evaluate_perplexity_on_a_plain_hf_causal_lm_folder(tmp_path):
     from transformers import GPT2Config, GPT2LMHeadModel
 
+    from multissl.data.tokenizers import load_tokenizer_spec, resolve_tokenizer
     from multissl.modalities.text.collators import CausalLMCollator
-    from multissl.modalities.text.tokenizer import get_tokenizer
 
     torch.manual_seed(0)
     spec = tiny_gpt_lm_config().tokenizer_path
-    tok = get_tokenizer(spec)
+    tok = load_tokenizer_spec(spec)
     lm = GPT2LMHeadModel(GPT2Config(vocab_size=len(tok), n_embd=32, n_layer=2, n_head=2, n_positions=64)).eval()
     lm.save_pretrained(tmp_path / "hf")
     tok.save_pretrained(tmp_path / "hf")
     out = evaluate_perplexity(str(tmp_path / "hf"), "python_docs", split="test", batch_size=64, block_size=32,
                               progress=False)
     assert out["method"] == "causal_lm" and "masked_token_accuracy" not in out
-    direct = perplexity(lm, load_dataset_by_name("python_docs", split="test"), CausalLMCollator(spec, 32),
+    direct = perplexity(lm, load_dataset_by_name("python_docs", split="test"), CausalLMCollator(resolve_tokenizer(spec), 32),
                         batch_size=64, progress=False)
     assert out["tokens"] == direct["tokens"] > 1000
     assert out["perplexity"] == pytest.approx(direct["perplexity"], rel=1e-6)

@@ -11,7 +11,7 @@ from multissl.evaluation.dual_encoder import encode_images, encode_texts
 from multissl.evaluation.retrieval import retrieval_metrics
 from multissl.evaluation.zero_shot import class_embeddings, topk_accuracy, zero_shot_classify
 from multissl.modalities.text.sentences import load_tokenizer
-from multissl.models.clip import DualEncoderModel, tiny_clip_config
+from multissl.models.clip import ClipModel, tiny_clip_config
 
 CLASSES = ["zero", "one", "two", "three", "four", "five", "six"]
 TEMPLATES = ["a handwritten digit {}", "the number {}", "{}"]
@@ -20,7 +20,7 @@ TEMPLATES = ["a handwritten digit {}", "the number {}", "{}"]
 @pytest.fixture(scope="module")
 def model():
     torch.manual_seed(0)
-    return DualEncoderModel(tiny_clip_config()).eval()
+    return ClipModel(tiny_clip_config()).eval()
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,4 @@
 """bert_mlm: loss equals transformers' own MLM loss, NSP head, MiniLM continued pre-training, tiny speed."""
-import time
 
 import torch
 from transformers import AutoModel
@@ -29,13 +28,14 @@ def test_loss_and_accuracy_match_transformers_masked_lm_loss():
     assert torch.allclose(out.masked_accuracy, expected_acc) and torch.allclose(out.perplexity, out.loss.exp())
 
 
-def test_tiny_forward_backward_is_fast():
+def test_tiny_config_is_small_and_trains():
     config = tiny_bert_mlm_config()
     model = BertMLMModel(config)
     batch = make_bert_mlm_collator(config)(rows(), generator=torch.Generator().manual_seed(0))
-    start = time.perf_counter()
-    model(**batch).loss.backward()
-    assert time.perf_counter() - start < 1.0
+    loss = model(**batch).loss
+    loss.backward()
+    # Speed is measured in benchmarks/, never timed in a test: a tiny config is tiny in parameters.
+    assert sum(p.numel() for p in model.parameters()) < 300_000 and torch.isfinite(loss)
 
 
 def test_next_sentence_head_adds_its_cross_entropy():

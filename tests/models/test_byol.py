@@ -4,7 +4,7 @@ import torch.nn.functional as F
 
 from multissl.data import load_dataset_by_name
 from multissl.models.byol import BYOLModel, make_byol_collator, tiny_byol_config
-from multissl.training.schedules import cosine_ramp
+from multissl.schedules import cosine_ramp
 
 
 def _batch(cfg, n=4):

@@ -10,8 +10,7 @@ from transformers.models.clip.modeling_clip import image_text_contrastive_loss a
 from multissl.data import load_dataset_by_name
 from multissl.evaluation.zero_shot import zero_shot_classify
 from multissl.modalities.image_text import ImageCaptionCollator
-from multissl.models.clip import (DualEncoderConfig, DualEncoderModel, make_clip_collator, make_image_processor, save_tower,
-                                  tiny_clip_config)
+from multissl.models.clip import ClipConfig, ClipModel, make_clip_collator, make_image_processor, save_tower, tiny_clip_config
 from multissl.paths import MINILM, resolve_local_path
 
 NAMES = [str(d) for d in range(10)]
@@ -34,7 +33,7 @@ def _model(**overrides):
     cfg = tiny_clip_config()
     for k, v in overrides.items():
         setattr(cfg, k, v)
-    return DualEncoderModel(cfg)
+    return ClipModel(cfg)
 
 
 def test_loss_and_logits_match_transformers_clip_loss(rows):
@@ -95,10 +94,10 @@ def test_locked_tower_gets_no_gradient_and_stays_in_eval_mode(rows, locked, free
 
 
 def test_pretrained_text_tower_is_loaded_and_round_trips(tmp_path, rows):
-    cfg = DualEncoderConfig(vision_backbone_config=tiny_clip_config().vision_backbone_config, image_size=16,
+    cfg = ClipConfig(vision_backbone_config=tiny_clip_config().vision_backbone_config, image_size=16,
                             projection_dim=8, lock_text_tower=True)
     assert cfg.text_backbone_path == MINILM and cfg.tokenizer_path == MINILM
-    model = DualEncoderModel(cfg).eval()
+    model = ClipModel.build(cfg).eval()  # build() loads the towers named by paths
     reference = AutoModel.from_pretrained(resolve_local_path(MINILM)).state_dict()
     ours = model.text_model.state_dict()
     assert all(torch.equal(ours[k], v) for k, v in reference.items())
@@ -177,4 +176,4 @@ def test_bad_config_values_are_named(kwargs, match):
     base = dict(vision_backbone_config=tiny_clip_config().vision_backbone_config,
                 text_backbone_config=tiny_clip_config().text_backbone_config, tokenizer_path=MINILM)
     with pytest.raises(ValueError, match=match):
-        DualEncoderConfig(**{**base, **kwargs})
+        ClipConfig(**{**base, **kwargs})

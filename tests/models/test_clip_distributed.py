@@ -12,7 +12,7 @@ import torch
 
 from multissl.data import load_dataset_by_name
 from multissl.modalities.image_text import ImageCaptionCollator
-from multissl.models.clip import DualEncoderModel, tiny_clip_config
+from multissl.models.clip import ClipModel, tiny_clip_config
 from tests.gloo import run_on_ranks
 
 WORLD, B = 2, 4
@@ -22,7 +22,7 @@ def _setup():
     """The model (seeded) and the global batch [W*B] of image-caption pairs."""
     torch.manual_seed(0)
     cfg = tiny_clip_config()
-    model = DualEncoderModel(cfg).eval()
+    model = ClipModel(cfg).eval()
     ds = load_dataset_by_name("digits_captions", split="train").select(range(WORLD * B))
     collate = ImageCaptionCollator(cfg.tokenizer_path, cfg.image_size, cfg.max_seq_length, train=False)
     return model, collate([ds[i] for i in range(len(ds))])

@@ -11,9 +11,9 @@ from safetensors.torch import load_file
 
 from multissl.cli import main
 from multissl.data import load_dataset_by_name
-from multissl.models.clip import DualEncoderModel, make_image_processor, tiny_clip_config
-from multissl.models.cpc import CPCModel, tiny_cpc_config
 from multissl.modalities.text.sentences import load_tokenizer
+from multissl.models.clip import ClipModel, make_image_processor, tiny_clip_config
+from multissl.models.cpc import CPCModel, tiny_cpc_config
 
 # Runs in a fresh interpreter: only transformers, and it fails if anything pulled multissl in.
 PLAIN = textwrap.dedent("""
@@ -46,7 +46,7 @@ def _cli(capsys, *argv: str) -> tuple[int, str, str]:
 
 def test_both_towers_export_via_cli_and_load_without_multissl(tmp_path, capsys):
     torch.manual_seed(0)
-    model = DualEncoderModel(tiny_clip_config()).eval()
+    model = ClipModel(tiny_clip_config()).eval()
     model.save_pretrained(tmp_path / "clip")
     for tower in ("vision", "text"):
         code, out, err = _cli(capsys, "export", "--model", str(tmp_path / "clip"), "--out", str(tmp_path / tower),

@@ -6,10 +6,16 @@ import torch.nn.functional as F
 from PIL import Image
 
 from multissl.data import load_dataset_by_name
-from multissl.models.colorization import (ColorizationConfig, ColorizationModel, is_grayscale,
-                                          make_colorization_collator, orientation_tint, tint,
-                                          tiny_colorization_config)
 from multissl.modalities.image.lab import rgb_to_lab
+from multissl.models.colorization import (
+    ColorizationConfig,
+    ColorizationModel,
+    is_grayscale,
+    make_colorization_collator,
+    orientation_tint,
+    tint,
+    tiny_colorization_config,
+)
 
 
 def _rows(n=4):

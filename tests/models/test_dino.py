@@ -23,7 +23,7 @@ def test_forward_is_dino_loss_and_updates_centre():
     student = torch.cat([model.head(model.embed(g)), model.head(model.embed(l))]).view(4, 4, -1)
     with torch.no_grad():
         teacher = model.teacher_head(model.teacher_backbone(pixel_values=g).pooler_output.flatten(1)).view(2, 4, -1)
-    expected = dino_loss(student, teacher, torch.zeros(cfg.out_dim), cfg.student_temp, cfg.warmup_teacher_temp)
+    expected = dino_loss(student, teacher, torch.zeros(cfg.out_dim), cfg.student_temperature, cfg.teacher_temperature_start)
     out = model(**batch)
     assert torch.allclose(out.loss, expected, atol=1e-5)
     assert torch.allclose(model.center, (1 - cfg.center_momentum) * teacher.mean((0, 1)), atol=1e-6)
@@ -47,12 +47,12 @@ def test_global_views_only_and_bad_input():
 def test_teacher_temperature_warmup_and_teacher_ema():
     torch.manual_seed(0)
     cfg = tiny_dino_config()
-    cfg.teacher_temp_warmup_steps = 4
+    cfg.teacher_temperature_warmup_steps = 4
     model = DINOModel(cfg)
     temps = []
     for step in range(6):
         model.on_step_end(step, 6)
-        temps.append(model.teacher_temp_now)
+        temps.append(model.teacher_temperature_now)
     assert temps[0] == pytest.approx(0.04 + 0.03 / 4) and temps[3:] == [0.07] * 3
     assert all(not p.requires_grad for p in model.teacher_backbone.parameters())
 
@@ -61,22 +61,22 @@ def test_teacher_temperature_survives_save_load_and_resume(tmp_path):
     """After S steps the schedule's value comes back from a state_dict / save_pretrained, not the warm-up start."""
     torch.manual_seed(0)
     cfg = tiny_dino_config()
-    cfg.teacher_temp_warmup_steps = 10
+    cfg.teacher_temperature_warmup_steps = 10
     model = DINOModel(cfg).eval()
     for step in range(3):
         model.on_step_end(step, 20)
     expected = 0.04 + 0.03 * 3 / 10
-    assert model.teacher_temp_now == pytest.approx(expected)
+    assert model.teacher_temperature_now == pytest.approx(expected)
 
     resumed = DINOModel(cfg).eval()  # what the loop builds before accelerator.load_state
-    assert resumed.teacher_temp_now == pytest.approx(cfg.warmup_teacher_temp)
+    assert resumed.teacher_temperature_now == pytest.approx(cfg.teacher_temperature_start)
     resumed.load_state_dict(model.state_dict())
-    assert resumed.teacher_temp_now == pytest.approx(expected)
+    assert resumed.teacher_temperature_now == pytest.approx(expected)
 
     model.save_pretrained(tmp_path, safe_serialization=True)
     reloaded = DINOModel.from_pretrained(tmp_path).eval()
-    assert reloaded.teacher_temp_now == pytest.approx(expected)
+    assert reloaded.teacher_temperature_now == pytest.approx(expected)
     batch = _batch(cfg)
     assert torch.allclose(reloaded(**batch).loss, model(**batch).loss, atol=1e-6)  # same temperature in the loss
     reloaded.on_step_end(3, 20)  # and the schedule continues from there
-    assert reloaded.teacher_temp_now == pytest.approx(0.04 + 0.03 * 4 / 10)
+    assert reloaded.teacher_temperature_now == pytest.approx(0.04 + 0.03 * 4 / 10)

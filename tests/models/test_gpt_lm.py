@@ -1,7 +1,6 @@
 """gpt_lm: loss equals transformers' causal-LM loss, the export loads with AutoModelForCausalLM and decodes."""
 import subprocess
 import sys
-import time
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -30,13 +29,14 @@ def test_loss_matches_transformers_labels_loss_with_padding():
     assert torch.allclose(out.perplexity, reference.loss.exp(), atol=1e-4)
 
 
-def test_tiny_forward_backward_is_fast():
+def test_tiny_config_is_small_and_trains():
     config = tiny_gpt_lm_config()
     model = GPTLMModel(config)
     batch = make_gpt_lm_collator(config)(rows())
-    start = time.perf_counter()
-    model(**batch).loss.backward()
-    assert time.perf_counter() - start < 1.0
+    loss = model(**batch).loss
+    loss.backward()
+    # Speed is measured in benchmarks/, never timed in a test: a tiny config is tiny in parameters.
+    assert sum(p.numel() for p in model.parameters()) < 300_000 and torch.isfinite(loss)
 
 
 def test_export_is_a_plain_causal_lm_with_its_tokenizer(tmp_path):

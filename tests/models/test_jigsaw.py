@@ -4,8 +4,8 @@ import torch
 import torch.nn.functional as F
 
 from multissl.data import load_dataset_by_name
-from multissl.models.jigsaw import JigsawConfig, JigsawModel, make_jigsaw_collator, tiny_jigsaw_config
 from multissl.modalities.image.patches import grid_tiles
+from multissl.models.jigsaw import JigsawConfig, JigsawModel, make_jigsaw_collator, tiny_jigsaw_config
 
 
 def _rows(n=4):

@@ -3,8 +3,8 @@ import pytest
 import torch
 from PIL import Image
 
-from multissl.models.mae import MAEConfig, MAEModel, tiny_mae_config
 from multissl.modalities.image.patches import patchify
+from multissl.models.mae import MAEConfig, MAEModel, tiny_mae_config
 from multissl.objectives import masked_reconstruction_loss
 
 

@@ -4,8 +4,7 @@ import torch
 import torch.nn.functional as F
 
 from multissl.data import load_dataset_by_name
-from multissl.models.relative_patch import (RelativePatchConfig, RelativePatchModel, make_relative_patch_collator,
-                                            tiny_relative_patch_config)
+from multissl.models.relative_patch import RelativePatchConfig, RelativePatchModel, make_relative_patch_collator, tiny_relative_patch_config
 
 
 def _rows(n=16):

@@ -5,8 +5,8 @@ import torch
 from multissl.models.simcse import SimCSEConfig, SimCSEModel, make_simcse_collator, tiny_simcse_config
 from multissl.objectives import info_nce
 from multissl.paths import MINILM
-from multissl.training import build_model, recipe_from_dict, train
 from multissl.registry import get_method
+from multissl.training import build_model, recipe_from_dict, train
 
 ROWS = [{"text": "the cat sat", "positive": "a cat was sitting", "negative": "stocks fell sharply"},
         {"text": "open the file", "positive": "the file is opened", "negative": "a dog barked"},

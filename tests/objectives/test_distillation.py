@@ -48,7 +48,7 @@ def test_dino_loss_matches_direct_formula(v_s):
     g = torch.Generator().manual_seed(1)
     student, teacher = torch.randn(v_s, 5, 16, generator=g), torch.randn(2, 5, 16, generator=g)
     center = torch.randn(16, generator=g) * 0.1
-    got = dino_loss(student, teacher, center, student_temp=0.1, teacher_temp=0.04)
+    got = dino_loss(student, teacher, center, student_temperature=0.1, teacher_temperature=0.04)
     assert got.item() == pytest.approx(_dino_direct(student, teacher, center, 0.1, 0.04), rel=1e-5)
 
 
@@ -62,7 +62,7 @@ def test_dino_loss_and_centre_match_lightly():
     for _ in range(3):  # several steps: the centres must evolve identically
         student, teacher = torch.randn(6, 4, k, generator=g), torch.randn(2, 4, k, generator=g)
         expected = ref(list(teacher), list(student), teacher_temp=0.05)
-        got = dino_loss(student, teacher, center, student_temp=0.1, teacher_temp=0.05)
+        got = dino_loss(student, teacher, center, student_temperature=0.1, teacher_temperature=0.05)
         update_center(center, teacher, momentum=0.9)
         assert torch.allclose(got, expected, atol=1e-5)
         assert torch.allclose(center, ref.center.flatten(), atol=1e-6)

@@ -17,8 +17,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 import multissl.objectives.contrastive as contrastive
-from multissl.objectives import (clip_loss, gather_no_grad, gather_with_grad, info_nce, nt_xent, rank,
-                                 soft_nearest_neighbor_loss, supcon_loss, world_size)
+from multissl.objectives import clip_loss, gather_no_grad, gather_with_grad, info_nce, nt_xent, rank, soft_nearest_neighbor_loss, supcon_loss, world_size
 from tests.gloo import run_on_ranks
 
 WORLD, B, D = 2, 3, 5

@@ -2,14 +2,14 @@ import datasets
 import pytest
 import torch
 
-from multissl.training.batches import BatchSource
+from multissl.data.batches import BatchSource
 
 
 def _ds(n):
     return datasets.Dataset.from_dict({"x": list(range(n))})
 
 
-def collate(rows):
+def collate(rows, generator=None):
     return {"x": torch.tensor([r["x"] for r in rows]), "noise": torch.rand(len(rows))}
 
 

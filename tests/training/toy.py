@@ -1,13 +1,13 @@
 """A toy method and dataset for loop tests: per-sample loss, so accumulation must equal one big batch."""
 import datasets
 import torch
-from transformers import PretrainedConfig, PreTrainedModel
 from transformers.utils import ModelOutput
 
+from multissl.models.base import MethodConfig, MethodModel
 from multissl.registry import register_dataset, register_method
 
 
-class ToyConfig(PretrainedConfig):
+class ToyConfig(MethodConfig):
     model_type = "multissl_test_toy"
 
     def __init__(self, dim: int = 4, **kwargs):
@@ -16,16 +16,17 @@ class ToyConfig(PretrainedConfig):
 
 
 def toy_collate_factory(config, train=True):
-    def collate(rows):
+    def collate(rows, generator=None):
         return {"x": torch.tensor([r["x"] for r in rows]), "y": torch.tensor([r["y"] for r in rows])}
 
     return collate
 
 
-@register_method("test_toy", config_class=ToyConfig, make_collator=toy_collate_factory, tiny_config=ToyConfig,
-                 modality="test", description="test-only linear regression", default_dataset="test_toy")
-class ToyModel(PreTrainedModel):
+class ToyModel(MethodModel):
     config_class = ToyConfig
+    tiny_config = ToyConfig
+    make_collator = staticmethod(toy_collate_factory)
+    main_input_name = "x"
 
     def __init__(self, config):
         super().__init__(config)
@@ -39,9 +40,13 @@ class ToyModel(PreTrainedModel):
         return self.linear(x)
 
 
-@register_dataset("test_toy", modality="test", description="test-only regression data")
 def load_toy(split="train"):
     g = torch.Generator().manual_seed(0)
     x = torch.randn(64, 4, generator=g)
     y = x @ torch.tensor([1.0, -2.0, 0.5, 3.0])
     return datasets.Dataset.from_dict({"x": x.tolist(), "y": y.tolist()})
+
+
+register_method("test_toy", f"{__name__}:ToyModel", modality="test", description="test-only linear regression",
+                default_dataset="test_toy")
+register_dataset("test_toy", f"{__name__}:load_toy", modality="test", description="test-only regression data")

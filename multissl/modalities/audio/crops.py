@@ -1,7 +1,7 @@
 """Fixed-window random crops and padded batching of variable-length waveforms, with lengths."""
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 

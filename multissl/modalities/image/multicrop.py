@@ -54,7 +54,7 @@ class MultiCropCollator:
         self.augment = augment
         self.global_tf, self.local_tf = augment.build()
 
-    def __call__(self, rows: list[dict]) -> dict[str, torch.Tensor]:
+    def __call__(self, rows: list[dict], generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         images = [to_rgb(r.get("image"), field=f"row {i}: 'image'") for i, r in enumerate(rows)]
         out = {"global_views": torch.stack([torch.stack([self.global_tf(im) for _ in range(2)]) for im in images])}
         if self.augment.num_local:

@@ -31,7 +31,7 @@ class SentenceCollator:
     def __init__(self, tokenizer_path: str, max_length: int, columns: tuple[str, ...] = ("text",)):
         self.tokenizer_path, self.max_length, self.columns = tokenizer_path, max_length, tuple(columns)
 
-    def __call__(self, rows: list[dict]) -> dict[str, torch.Tensor]:
+    def __call__(self, rows: list[dict], generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         tok = load_tokenizer(self.tokenizer_path)
         texts = [_text(r, c, i) for i, r in enumerate(rows) for c in self.columns]  # row-major: [B*K]
         # Longer texts are truncated to max_length tokens (documented in docs/methods.md).

@@ -135,39 +135,20 @@ def read_text_files(paths: Iterable[str | Path]) -> list[str]:
     return lines
 
 
-TRAINED_PREFIX = "trained:"
-
-
-def trained_tokenizer_dir(spec: str) -> Path:
-    """`trained:<built-in dataset>/<unigram|bpe>/<vocab size>` -> a cached tokenizer folder, trained on first use.
-
-    Lets recipes and tiny test configs name a tokenizer that does not exist yet; it is trained on
-    the dataset's train split and cached under $MULTISSL_CACHE/tokenizers/.
-    """
-    from multissl.data import load_dataset_by_name
-    from multissl.data.python_docs import cache_dir
-
-    parts = spec[len(TRAINED_PREFIX):].split("/")
-    if len(parts) != 3 or parts[1] not in MODEL_TYPES or not parts[2].isdigit():
-        raise ValueError(f"tokenizer {spec!r} must look like 'trained:<dataset>/<unigram|bpe>/<vocab size>', "
-                         "e.g. 'trained:python_docs/unigram/8000'")
-    name, model_type, vocab = parts[0], parts[1], int(parts[2])
-    out = cache_dir() / "tokenizers" / f"{name}-{model_type}-{vocab}-v1"
-    if not (out / "tokenizer.json").is_file():
-        texts = load_dataset_by_name(name, split="train")["text"]
-        train_tokenizer(texts, out, vocab, model_type)
-    return out
-
-
 @lru_cache(maxsize=8)
 def get_tokenizer(spec: str):
-    """A transformers tokenizer from a local folder, a `pkg:` folder or a `trained:` spec; cached per process."""
+    """A transformers tokenizer from a local folder or a `pkg:` folder; cached per process.
+
+    A `trained:<dataset>/...` spec names a tokenizer trained on a dataset; multissl.data.tokenizers
+    resolves it to its folder first (this layer never loads datasets).
+    """
     from transformers import AutoTokenizer
 
     from multissl.paths import resolve_local_path
 
-    path = trained_tokenizer_dir(spec) if spec.startswith(TRAINED_PREFIX) else resolve_local_path(spec)
-    return AutoTokenizer.from_pretrained(str(path))
+    if spec.startswith("trained:"):
+        raise ValueError(f"tokenizer {spec!r}: resolve 'trained:' specs with multissl.data.tokenizers.load_tokenizer_spec")
+    return AutoTokenizer.from_pretrained(str(resolve_local_path(spec)))
 
 
 def tokenizer_spec_for(config) -> str:

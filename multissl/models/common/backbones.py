@@ -36,12 +36,11 @@ def build_backbone(cfg: dict, auto_class: Any = AutoModel) -> PreTrainedModel:
     return auto_class.from_config(config_from_dict(cfg))
 
 
-def load_pretrained_backbone(model: torch.nn.Module, backbone_path: str, auto_class: Any = None) -> None:
-    """Copy the weights of a local pretrained folder into `model.backbone` (strict: every tensor must match)."""
-    auto_class = auto_class or getattr(model, "backbone_auto_class", AutoModel)
+def load_pretrained_backbone(backbone: torch.nn.Module, backbone_path: str, auto_class: Any = AutoModel) -> None:
+    """Copy the weights of a local pretrained folder into `backbone` (every tensor of the backbone must be there)."""
     path = resolve_local_path(backbone_path)
     pretrained = auto_class.from_pretrained(path)
-    missing, unexpected = model.backbone.load_state_dict(pretrained.state_dict(), strict=False)
+    missing, _ = backbone.load_state_dict(pretrained.state_dict(), strict=False)
     if missing:
         raise ValueError(f"backbone_path {backbone_path!r}: weights for {missing[:5]} are missing from {path}")
 

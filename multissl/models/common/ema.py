@@ -32,10 +32,3 @@ def ema_update(target: nn.Module, online: nn.Module, momentum: float, copy_buffe
     if copy_buffers:
         for tb, ob in zip(target.buffers(), online.buffers()):
             tb.copy_(ob)
-
-
-@torch.no_grad()
-def ema_update_loop(target: nn.Module, online: nn.Module, momentum: float) -> None:
-    """Reference per-parameter loop (one kernel pair per tensor); used by tests and the benchmark only."""
-    for t, o in zip(target.parameters(), online.parameters()):
-        t.mul_(momentum).add_(o.detach(), alpha=1.0 - momentum)

@@ -5,8 +5,7 @@ import torch
 from torch import nn
 from transformers import PreTrainedModel
 
-from multissl.models._backbones import build_backbone, infer_feature_dim, resolve_backbone_config
-from multissl.modalities.image.image_batch import ImageBatch
+from multissl.models.common.backbones import build_backbone, infer_feature_dim, resolve_backbone_config
 
 # The same small ResNet SimCLR uses (so every method in the results table has the same encoder).
 DEFAULT_RESNET = {
@@ -37,16 +36,6 @@ def mlp(in_dim: int, hidden_dim: int, out_dim: int, batch_norm: bool = True) -> 
     """Linear -> [BN] -> ReLU -> Linear: the projection/prediction head of SimCLR, MoCo v2, BYOL."""
     norm = nn.BatchNorm1d(hidden_dim) if batch_norm else nn.Identity()
     return nn.Sequential(nn.Linear(in_dim, hidden_dim), norm, nn.ReLU(inplace=True), nn.Linear(hidden_dim, out_dim))
-
-
-class EvalImageCollator:
-    """Deterministic eval inputs for embed(): {"pixel_values": [B, 3, S, S]} (resize + normalise)."""
-
-    def __init__(self, image_size: int):
-        self.batch = ImageBatch(image_size, train=False)
-
-    def __call__(self, rows: list[dict], generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
-        return {"pixel_values": self.batch(rows)}
 
 
 def check_pixels(pixel_values: torch.Tensor, dims: int, name: str, shape_doc: str) -> None:

@@ -92,8 +92,8 @@ def test_bad_arrays_are_rejected():
 
 
 def test_audio_folder_without_torchcodec(tmp_path):
+    from multissl.data.audio_folder import load_audio_folder
     from multissl.modalities.audio.collators import AudioCollator
-    from multissl.modalities.audio.folder import load_audio_folder
 
     for split, spk, n in [("train", "alice", 1600), ("train", "bob", 2400), ("test", "bob", 800)]:
         (tmp_path / split / spk).mkdir(parents=True, exist_ok=True)

@@ -5,8 +5,8 @@ import torch
 from PIL import Image
 from torchvision.transforms import v2
 
-from multissl.models.simclr import ImageViewsCollator
 from multissl.modalities.image.transforms import SimCLRAugment, eval_transform
+from multissl.modalities.image.views import ImageViewsCollator
 
 
 def _image(seed=0, size=48):

@@ -3,11 +3,12 @@ import datasets
 import pytest
 import torch
 
+from multissl.data.tokenizers import resolve_tokenizer
 from multissl.modalities.text.blocks import group_texts, pack_blocks, pad_rows, tokenize_framed
 from multissl.modalities.text.collators import CausalLMCollator, MLMCollator
 from multissl.modalities.text.tokenizer import get_tokenizer
 
-SPEC = "trained:python_docs/bpe/320"
+SPEC = resolve_tokenizer("trained:python_docs/bpe/320")  # trained and cached on first use
 TEXTS = ["The quick brown fox jumps over the lazy dog.", "Return the number of items in a container.",
          "Raise ValueError when the argument is out of range.", "Open a file and return a stream."]
 

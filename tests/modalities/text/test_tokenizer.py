@@ -4,7 +4,8 @@ import sentencepiece as spm
 from transformers import AutoTokenizer
 
 from multissl.data import load_dataset_by_name
-from multissl.modalities.text.tokenizer import get_tokenizer, read_text_files, train_tokenizer, trained_tokenizer_dir
+from multissl.data.tokenizers import trained_tokenizer_dir
+from multissl.modalities.text.tokenizer import get_tokenizer, read_text_files, train_tokenizer
 from multissl.paths import MINILM
 
 

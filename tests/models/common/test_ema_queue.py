@@ -3,8 +3,15 @@ import pytest
 import torch
 from torch import nn
 
-from multissl.training.ema import ema_update, ema_update_loop, make_teacher
-from multissl.training.queue import KeyQueue
+from multissl.models.common.ema import ema_update, make_teacher
+from multissl.models.common.queue import KeyQueue
+
+
+@torch.no_grad()
+def ema_update_loop(target: nn.Module, online: nn.Module, momentum: float) -> None:
+    """Naive reference: one multiply-add per parameter tensor."""
+    for t, o in zip(target.parameters(), online.parameters()):
+        t.mul_(momentum).add_(o.detach(), alpha=1.0 - momentum)
 
 
 def _net(seed):

@@ -1,0 +1,1 @@
+"""Pieces several methods share: backbones and pooling, vision config fields and heads, EMA teachers, key queues."""
