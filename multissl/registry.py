@@ -104,6 +104,8 @@ METHODS: dict[str, MethodSpec] = _methods(
      "SimCLR: two augmented views, MLP projection head, NT-Xent", "digits"),
     ("simcse", "multissl.models.simcse:SimCSEModel", "text",
      "SimCSE: dropout-noise (unsup) or NLI-triplet (sup) sentence embeddings, InfoNCE", "python_docs"),
+    ("supervised", "multissl.models.supervised:SupervisedModel", "image",
+     "Supervised bound: the SSL methods' backbone + linear head, cross-entropy on the labels", "glyphs"),
 )
 
 # Model types that are not methods but live in a method's module (CPC's exported encoder).
