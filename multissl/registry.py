@@ -94,6 +94,8 @@ METHODS: dict[str, MethodSpec] = _methods(
      "Jigsaw: 3x3 tiles with gaps/jitter, max-Hamming permutation set, classify the permutation", "digits"),
     ("mae", "multissl.models.mae:MAEModel", "image",
      "MAE: ViT encoder on 25% visible patches, light decoder with mask tokens, loss on masked patches", "digits"),
+    ("metric", "multissl.models.metric:MetricModel", "image",
+     "Metric learning: embedding + ArcFace/CosFace/center/N-pair/triplet/SupCon; retrieval on held-out classes", "glyphs"),
     ("moco", "multissl.models.moco:MoCoModel", "image",
      "MoCo v2: momentum key encoder, FIFO queue of negatives, MLP head, InfoNCE", "digits"),
     ("relative_patch", "multissl.models.relative_patch:RelativePatchModel", "image",
@@ -152,7 +154,11 @@ def register_dataset(name: str, target: str, *, modality: str, description: str)
 def get_method(name: str) -> MethodSpec:
     """Look up a registered method, with an error that lists the known ones."""
     if name not in METHODS:
-        raise KeyError(f"unknown method {name!r}; known methods: {', '.join(sorted(METHODS)) or '(none)'}")
+        import difflib
+
+        close = difflib.get_close_matches(str(name), list(METHODS), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise KeyError(f"unknown method {name!r}{hint}; known methods: {', '.join(sorted(METHODS)) or '(none)'}")
     return METHODS[name]
 
 

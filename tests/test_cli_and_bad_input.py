@@ -73,7 +73,7 @@ def test_images_of_other_modes_are_converted_and_non_images_rejected():
     with pytest.raises(ValueError, match="row 0: 'image': missing image"):
         collate([{"image": None}])
     with pytest.raises(ValueError, match="augment: unknown key"):
-        from multissl.models.simclr import ImageViewsCollator
+        from multissl.modalities.image.views import ImageViewsCollator
 
         ImageViewsCollator(16, {"blur": 1.0})
 

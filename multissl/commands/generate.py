@@ -40,7 +40,10 @@ def load_causal_lm(model_dir: str):
     path = Path(model_dir)
     if not (path / "config.json").is_file():
         raise FileNotFoundError(f"--model {model_dir!r}: no config.json (expected RUN/final, an export, or a HF causal LM folder)")
-    model_type = json.loads((path / "config.json").read_text()).get("model_type", "")
+    try:
+        model_type = json.loads((path / "config.json").read_text()).get("model_type", "")
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError) as err:
+        raise ValueError(f"--model {model_dir!r}: {path / 'config.json'} is not a JSON object ({err})") from err
     if model_type.startswith("multissl_"):
         from multissl.models.loading import load_model
 
@@ -53,6 +56,12 @@ def load_causal_lm(model_dir: str):
 
 def run(args: argparse.Namespace) -> int:
     """Encode the prompt, decode with our generate(), stream (greedy/sampling) or print (beam) the text."""
+    from multissl.decoding.strategies import check_decoding_args
+
+    check_decoding_args(args.strategy, max_new_tokens=args.max_new_tokens, num_beams=args.num_beams,
+                        num_return_sequences=args.num_return_sequences, min_tokens_to_keep=args.min_tokens_to_keep,
+                        no_repeat_ngram_size=args.no_repeat_ngram_size, top_k=args.top_k, top_p=args.top_p,
+                        temperature=args.temperature, length_penalty=args.length_penalty)  # before any model loads
     import torch
     from transformers import TextStreamer
 

@@ -10,7 +10,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("train", help="train a method from a YAML recipe (works under `accelerate launch`)")
     p.add_argument("recipe", help="path to a recipe YAML (see recipes/)")
     p.add_argument("--output-dir", required=True, help="run folder: checkpoints/, metrics.jsonl, loss_curve.png, final/")
-    p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --output-dir")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --output-dir")
+    mode.add_argument("--overwrite", action="store_true",
+                      help="--output-dir holds a run: move it aside to <dir>.replaced-<time> (never deleted), then train")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a recipe value, e.g. --set train.max_steps=50 --set model.loss_temperature=0.2")
     p.set_defaults(func=run)
@@ -21,11 +24,13 @@ def run(args: argparse.Namespace) -> int:
     from multissl.training import load_recipe, train
 
     recipe = load_recipe(args.recipe, args.overrides)
-    result = train(recipe, args.output_dir, resume=args.resume)
+    result = train(recipe, args.output_dir, resume=args.resume, overwrite=args.overwrite)
+    if result.moved_aside is not None:
+        print(f"moved the previous run to {result.moved_aside}")
     if result.final_dir is not None:
         print(f"saved model to {result.final_dir}")
     for protocol, metrics in result.eval.items():
         print(json.dumps(metrics))
         if "accuracy" in metrics:
-            print(f"{protocol.replace('_', '-')} accuracy: {metrics['accuracy']:.4f}")
+            print(f"{protocol} accuracy: {metrics['accuracy']:.4f}")
     return 0

@@ -6,6 +6,7 @@ is imported only when the dataset is loaded.
 from __future__ import annotations
 
 import difflib
+import inspect
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,9 @@ def load_dataset_by_name(name_or_path: str | Path, split: str = "train", **kwarg
     name = str(name_or_path)
     spec = DATASETS.get(name)
     if spec is not None:
-        return spec.load(split=split, **kwargs)
+        loader = spec.load
+        _check_loader_args(name, loader, kwargs)
+        return loader(split=split, **kwargs)
     path = Path(name).expanduser()
     if path.exists():
         from multissl.data.local import load_local_dataset
@@ -46,3 +49,14 @@ def load_dataset_by_name(name_or_path: str | Path, split: str = "train", **kwarg
         f"unknown dataset {name!r}: not a built-in dataset and not an existing path "
         f"(hub datasets are never downloaded){hint}; built-in datasets: {known}"
     )
+
+
+def _check_loader_args(name: str, loader: Any, kwargs: dict) -> None:
+    """A typo in a recipe's dataset_args names the key and the accepted ones (not the loader's TypeError)."""
+    params = inspect.signature(loader).parameters
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return
+    unknown = sorted(set(kwargs) - set(params))
+    if unknown:
+        allowed = sorted(set(params) - {"split"})
+        raise ValueError(f"dataset {name!r}: unknown dataset_args {unknown}; it accepts {allowed or 'none'}")

@@ -76,11 +76,32 @@ class BatchSource(Dataset):
 
     def __getitem__(self, index: int) -> dict:
         rows_idx = self.rows(index)
-        columns = self.dataset[rows_idx]  # one vectorised read instead of B row reads
+        try:
+            columns = self.dataset[rows_idx]  # one vectorised read instead of B row reads
+        except (OSError, ValueError) as err:  # a file that does not decode (a truncated image, a broken audio file)
+            raise ValueError(undecodable_row(self.dataset, rows_idx, err)) from err
         rows = [dict(zip(columns, values)) for values in zip(*columns.values())]
         seed = derive_seed(self.seed, index, self.rank, 1)
         seed_everything(seed)  # augmentations that use the global RNG are reproducible too
         return self.collate(rows, generator=torch.Generator().manual_seed(seed))
+
+
+def undecodable_row(dataset, rows: list[int], err: BaseException) -> str:
+    """One line naming the file behind the first of `rows` whose image/audio column fails to decode."""
+    import datasets
+
+    lazy = {name: f for name, f in dataset.features.items() if isinstance(f, (datasets.Image, datasets.Audio)) and f.decode}
+    for row in rows:
+        try:
+            dataset[row]
+        except (OSError, ValueError) as row_err:
+            for name, feature in lazy.items():
+                raw = dataset.cast_column(name, type(feature)(decode=False))[row][name]
+                path = raw.get("path") if isinstance(raw, dict) else None
+                if path:
+                    return f"row {row}, column {name!r}: {path} cannot be decoded ({row_err}); fix or remove that file"
+            return f"row {row} cannot be decoded ({row_err})"
+    return f"rows {rows[:3]}... cannot be read ({err})"
 
 
 class RangeSampler(torch.utils.data.Sampler):

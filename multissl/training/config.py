@@ -1,16 +1,26 @@
-"""Recipes: a YAML file naming a method, a dataset, the method's config kwargs and TrainArgs."""
+"""Recipes: a YAML file naming a method, a dataset, the method's config kwargs and TrainArgs.
+
+Every value is checked when the recipe is read (types by TrainArgs' annotations, ranges below); the
+`model:` section is checked against the method's config in the loop's build_config
+(recipe_checks.build_method_config), because only the method knows its keys.
+"""
 from __future__ import annotations
 
 import dataclasses
+import inspect
+import re
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from multissl.evaluation.protocols import PROTOCOLS, evaluate_model
+from multissl.training.recipe_checks import Bound, RecipeError, boolean, mapping, real_number, string, whole_number
 
-class RecipeError(ValueError):
-    """A recipe file or override that does not match the expected schema."""
+__all__ = ["EVAL_PROTOCOLS", "EVAL_RULES", "PROTOCOL_ONLY", "RECIPE_KEYS", "TRAIN_KEYS", "TRAIN_RULES", "Recipe",
+           "RecipeError", "TrainArgs", "apply_overrides", "check_eval", "eval_keys", "load_recipe", "recipe_from_dict"]
 
 
 @dataclass
@@ -61,83 +71,171 @@ class Recipe:
 
 RECIPE_KEYS = {f.name for f in fields(Recipe)} - {"source"}
 TRAIN_KEYS = {f.name: f for f in fields(TrainArgs)}
-EVAL_PROTOCOLS = {"knn", "linear_probe"}
+EVAL_PROTOCOLS = set(PROTOCOLS)  # the names `multissl eval` uses: knn, linear-probe
+
+Check = Callable[[Any, str, str], Any]  # (value, dotted key, recipe source) -> the typed value, or RecipeError
 
 
-def _coerce(name: str, value: Any, default: Any, source: str) -> Any:
-    """Cast YAML scalars to the field's type (YAML reads 1e-3 as a string)."""
-    if value is None or default is None:
-        return value
-    try:
-        if isinstance(default, bool):
-            if isinstance(value, str):
-                return value.lower() in ("1", "true", "yes")
-            return bool(value)
-        if isinstance(default, int):
-            return int(value)
-        if isinstance(default, float):
-            return float(value)
-        if isinstance(default, tuple):
-            return tuple(float(v) for v in value)
-    except (TypeError, ValueError) as err:
-        raise RecipeError(f"{source}: train.{name} must be a {type(default).__name__}; got {value!r}") from err
-    return value
+def _whole(lo: int, hi: int | None = None, text: str | None = None, nullable: bool = False) -> Check:
+    return lambda v, k, s: whole_number(v, k, s, Bound(lo=lo, hi=hi, text=text), nullable=nullable)
+
+
+def _real(lo: float, hi: float | None = None, lo_open: bool = False, hi_open: bool = False, nullable: bool = False) -> Check:
+    return lambda v, k, s: real_number(v, k, s, Bound(lo=lo, hi=hi, lo_open=lo_open, hi_open=hi_open), nullable=nullable)
+
+
+def _mixed_precision(value: Any, key: str, source: str) -> str:
+    # YAML 1.1 (PyYAML) reads a bare `no` as false: `mixed_precision: no` means "no".
+    return string("no" if value is False else value, key, source, ("no", "fp16", "bf16"))
+
+
+def _betas(value: Any, key: str, source: str) -> tuple[float, float]:
+    if not isinstance(value, (list, tuple)) or len(value) != 2:
+        raise RecipeError(f"{source}: {key} must be a pair [beta1, beta2] of numbers in [0, 1); got {value!r}")
+    return tuple(real_number(b, f"{key}[{i}]", source, Bound(lo=0, hi=1, hi_open=True)) for i, b in enumerate(value))
+
+
+# One rule per TrainArgs field (a test keeps the two in step, None allowed exactly where the annotation says so).
+# warmup_steps and stop_after_steps are also bounded by max_steps, checked once all fields are read.
+TRAIN_RULES: dict[str, Check] = {
+    "max_steps": _whole(1),
+    "batch_size": _whole(1),
+    "learning_rate": _real(0, lo_open=True),
+    "weight_decay": _real(0),
+    "warmup_steps": _whole(0),
+    "min_lr_ratio": _real(0, 1),
+    "optimizer": lambda v, k, s: string(v, k, s, ("adamw", "sgd")),
+    "momentum": _real(0, 1, hi_open=True),
+    "betas": _betas,
+    "max_grad_norm": _real(0, lo_open=True, nullable=True),  # null = no clipping
+    "gradient_accumulation_steps": _whole(1),
+    "mixed_precision": _mixed_precision,
+    "seed": _whole(0, 2**64 - 1, "in [0, 2**64 - 1]"),  # torch.manual_seed's range
+    "save_every": _whole(0),  # 0 = only the final model
+    # 0 is refused: it reads as "keep none" (then save_every and --resume would be pointless) while the pruner
+    # treats it as "keep all"; a recipe that wants every checkpoint says so with a large number.
+    "keep_checkpoints": _whole(1),
+    "log_every": _whole(1),
+    "num_workers": _whole(0),
+    "stop_after_steps": _whole(1, nullable=True),
+    "progress": boolean,
+}
+
+
+def _train_args(train_in: Any, source: str) -> TrainArgs:
+    """TrainArgs from the `train:` mapping, every value typed and range-checked."""
+    train_in = mapping(train_in, "train", source)
+    unknown = set(train_in) - set(TRAIN_KEYS)
+    if unknown:
+        raise RecipeError(f"{source}: unknown train key(s) {sorted(map(str, unknown))}; allowed: {sorted(TRAIN_KEYS)}")
+    train = TrainArgs(**{k: TRAIN_RULES[k](v, f"train.{k}", source) for k, v in train_in.items()})
+    # warmup_steps == max_steps is a plain linear ramp; more would mean the LR never reaches learning_rate.
+    whole_number(train.warmup_steps, "train.warmup_steps", source,
+                 Bound(lo=0, hi=train.max_steps, text=f"in [0, train.max_steps = {train.max_steps}]"))
+    whole_number(train.stop_after_steps, "train.stop_after_steps", source,
+                 Bound(lo=1, hi=train.max_steps, text=f"in [1, train.max_steps = {train.max_steps}]"), nullable=True)
+    return train
+
+
+# Arguments of evaluate_model that are not `eval.<protocol>` keys: the model, the dataset (the `dataset` key, which
+# the loop pops) and the protocol (the section's name).
+_EVAL_POSITIONAL = ("model_dir_or_model", "dataset_name", "protocol")
+PROTOCOL_ONLY = {"knn": ("k", "temperature"), "linear-probe": ("C", "max_iter")}  # ignored by the other protocol
+_text: Check = lambda v, k, s: string(v, k, s)  # noqa: E731
+EVAL_RULES: dict[str, Check] = {  # one per evaluate_model keyword argument (a test keeps them in step), and dataset
+    "dataset": _text,
+    "dataset_args": lambda v, k, s: None if v is None else mapping(v, k, s),
+    "label_column": _text,
+    "split_train": _text,
+    "split_test": _text,
+    "k": _whole(1),
+    "temperature": _real(0, lo_open=True),
+    "C": _real(0, lo_open=True),
+    "max_iter": _whole(1),
+    "batch_size": _whole(1),
+    "device": lambda v, k, s: None if v is None else string(v, k, s),
+    "progress": boolean,
+}
+
+
+def eval_keys(protocol: str) -> set[str]:
+    """The keys `eval.<protocol>` may set: evaluate_model's keyword arguments used by that protocol, and dataset."""
+    params = set(inspect.signature(evaluate_model).parameters) - set(_EVAL_POSITIONAL) | {"dataset"}
+    return params - {k for p, keys in PROTOCOL_ONLY.items() if p != protocol for k in keys}
+
+
+def check_eval(evals: Any, source: str) -> dict:
+    """The `eval:` section ({protocol: {evaluate_model kwargs} or null}) with typed, range-checked values."""
+    evals = mapping(evals, "eval", source)
+    unknown = set(evals) - EVAL_PROTOCOLS
+    if unknown:
+        raise RecipeError(f"{source}: unknown eval protocol(s) {sorted(map(str, unknown))}; allowed: {sorted(EVAL_PROTOCOLS)}")
+    out = {}
+    for protocol, kwargs in evals.items():
+        kwargs, allowed = mapping(kwargs, f"eval.{protocol}", source), eval_keys(protocol)
+        bad = set(kwargs) - allowed
+        if bad:
+            raise RecipeError(f"{source}: unknown eval.{protocol} key(s) {sorted(map(str, bad))}; allowed: {sorted(allowed)}")
+        out[protocol] = {k: EVAL_RULES[k](v, f"eval.{protocol}.{k}", source) if k in EVAL_RULES else v
+                         for k, v in kwargs.items()}
+    return out
 
 
 def recipe_from_dict(data: dict, source: str = "<dict>") -> Recipe:
-    """Validate a recipe dict: unknown keys are errors that list the allowed ones."""
+    """Validate a recipe dict: unknown keys are errors that list the allowed ones; values are typed and range-checked."""
     if not isinstance(data, dict):
         raise RecipeError(f"{source}: a recipe must be a mapping, got {type(data).__name__}")
     unknown = set(data) - RECIPE_KEYS
     if unknown:
-        raise RecipeError(f"{source}: unknown recipe key(s) {sorted(unknown)}; allowed: {sorted(RECIPE_KEYS)}")
+        raise RecipeError(f"{source}: unknown recipe key(s) {sorted(map(str, unknown))}; allowed: {sorted(RECIPE_KEYS)}")
     if "method" not in data:
         raise RecipeError(f"{source}: missing required key 'method'")
-    train_in = data.get("train") or {}
-    unknown = set(train_in) - set(TRAIN_KEYS)
-    if unknown:
-        raise RecipeError(f"{source}: unknown train key(s) {sorted(unknown)}; allowed: {sorted(TRAIN_KEYS)}")
-    defaults = TrainArgs()
-    train = TrainArgs(**{k: _coerce(k, v, getattr(defaults, k), source) for k, v in train_in.items()})
-    if train.mixed_precision not in ("no", "fp16", "bf16"):
-        raise RecipeError(f"{source}: train.mixed_precision must be no|fp16|bf16; got {train.mixed_precision!r}")
-    if train.optimizer not in ("adamw", "sgd"):
-        raise RecipeError(f"{source}: train.optimizer must be adamw|sgd; got {train.optimizer!r}")
-    for key in ("max_steps", "batch_size", "gradient_accumulation_steps"):
-        if getattr(train, key) < 1:
-            raise RecipeError(f"{source}: train.{key} must be >= 1; got {getattr(train, key)}")
-    evals = data.get("eval") or {}
-    unknown = set(evals) - EVAL_PROTOCOLS
-    if unknown:
-        raise RecipeError(f"{source}: unknown eval protocol(s) {sorted(unknown)}; allowed: {sorted(EVAL_PROTOCOLS)}")
-    for key in ("model", "dataset_args"):
-        if data.get(key) is not None and not isinstance(data[key], dict):
-            raise RecipeError(f"{source}: {key} must be a mapping")
+    dataset = data.get("dataset")
     return Recipe(
-        method=str(data["method"]),
-        dataset=data.get("dataset"),
-        dataset_split=data.get("dataset_split", "train"),
-        dataset_args=dict(data.get("dataset_args") or {}),
-        model=dict(data.get("model") or {}),
-        train=train,
-        eval=dict(evals),
+        method=string(data["method"], "method", source),
+        dataset=None if dataset is None else string(dataset, "dataset", source),
+        dataset_split=string(data.get("dataset_split", "train"), "dataset_split", source),
+        dataset_args=mapping(data.get("dataset_args"), "dataset_args", source),
+        model=mapping(data.get("model"), "model", source),  # values: build_config (needs the method's config)
+        train=_train_args(data.get("train"), source),
+        eval=check_eval(data.get("eval"), source),
         source=source,
     )
 
 
-def apply_overrides(data: dict, overrides: list[str]) -> dict:
-    """Apply `a.b.c=value` overrides (value parsed as YAML) to a recipe dict, in place."""
+# A second `key=` after whitespace in one --set value: `--set "a=1 b=2"`.
+_ANOTHER_PAIR = re.compile(r"\s+(?=[A-Za-z_][\w-]*(?:\.[\w-]+)*=)")
+
+
+def apply_overrides(data: dict, overrides: list[str], source: str | None = None) -> dict:
+    """Apply `a.b.c=value` overrides (value parsed as YAML) to a recipe dict, in place; one key per override.
+
+    A value like `512 model.context_dim=256` (several pairs in one --set) is an error that shows the repeated
+    form: splitting it would guess, since a string value may itself hold spaces and '=' (quote it to keep it).
+    """
+    where = f"{source}: " if source else ""
     for item in overrides:
-        if "=" not in item:
-            raise RecipeError(f"override {item!r} must look like key.sub=value")
+        if not isinstance(item, str) or "=" not in item:
+            raise RecipeError(f"{where}override {item!r} must look like key.sub=value")
         key, raw = item.split("=", 1)
+        parts = key.strip().split(".")
+        if not all(parts):
+            raise RecipeError(f"{where}override {item!r}: the key {key!r} has an empty part; expected key.sub=value")
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError as err:
+            raise RecipeError(f"{where}override {item!r}: the value is not valid YAML ({' '.join(str(err).split())})") from err
+        if isinstance(value, str) and raw.strip()[:1] not in ("'", '"') and _ANOTHER_PAIR.search(raw):
+            repeated = " ".join(f"--set {p}" for p in _ANOTHER_PAIR.split(item.strip()))
+            raise RecipeError(f"{where}override {item!r} holds several key=value pairs; repeat --set for each: {repeated}")
         node = data
-        parts = key.split(".")
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
+        for i, part in enumerate(parts[:-1]):
+            if node.get(part) is None:  # absent, or an empty section (`eval:` with nothing under it)
+                node[part] = {}
+            node = node[part]
             if not isinstance(node, dict):
-                raise RecipeError(f"override {item!r}: {part!r} is not a mapping")
-        node[parts[-1]] = yaml.safe_load(raw)
+                raise RecipeError(f"{where}override {item!r}: {'.'.join(parts[:i + 1])} is {node!r}, not a mapping")
+        node[parts[-1]] = value
     return data
 
 
@@ -147,7 +245,10 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
     if not path.is_file():
         raise FileNotFoundError(f"recipe file {str(path)!r} does not exist")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as err:
-        raise RecipeError(f"{path}: not valid YAML: {err}") from err
-    return recipe_from_dict(apply_overrides(data, overrides or []), source=str(path))
+        raise RecipeError(f"{path}: not valid YAML: {' '.join(str(err).split())}") from err
+    data = {} if data is None else data
+    if not isinstance(data, dict):
+        raise RecipeError(f"{path}: a recipe must be a mapping, got {type(data).__name__}")
+    return recipe_from_dict(apply_overrides(data, overrides or [], source=str(path)), source=str(path))

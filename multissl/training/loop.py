@@ -1,9 +1,15 @@
-"""The one Accelerate training loop every method trains through."""
+"""The one Accelerate training loop every method trains through.
+
+Order of a run, so that a bad value costs seconds and a user's folder is never touched in vain:
+lock the run folder -> check it (artefacts, writability) -> build config, model and data -> check the
+eval section against the data -> load the checkpoint (--resume) -> draw the first batch -> only now
+move an old run aside (--overwrite), clean stale temp folders, write recipe.yaml / metrics.jsonl -> train.
+"""
 from __future__ import annotations
 
-import inspect
 import json
-import os
+import math
+import shutil
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -17,14 +23,20 @@ from torch.optim.lr_scheduler import LambdaLR
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from multissl.atomic import apply_umask, atomic_dir, atomic_write_text
+from multissl.data.batches import DataRequest, RangeSampler, derive_seed, seed_everything
 from multissl.errors import TrainingDivergedError
-from multissl.models._backbones import load_pretrained_backbone
+from multissl.models.base import MethodConfig, MethodModel, config_keys
 from multissl.registry import MethodSpec, get_method
-from multissl.training.batches import BatchSource, RangeSampler, derive_seed, seed_everything
-from multissl.training.checkpoint import CHECKPOINTS, atomic_dir, checkpoint_dirs, prune_checkpoints, read_state
+from multissl.schedules import warmup_cosine
+from multissl.training import run_dir
+from multissl.training.checkpoint import CHECKPOINTS, checkpoint_dirs, load_checkpoint, prune_checkpoints, replace_dir, save_checkpoint
 from multissl.training.config import Recipe, RecipeError, TrainArgs
+from multissl.training.interrupt import RunInterrupted, StopRequests, ignore_interrupts_in_worker
 from multissl.training.metrics_log import MetricsLog, plot_loss_curve
-from multissl.training.schedules import warmup_cosine
+from multissl.training.recipe_checks import build_method_config, config_errors
+from multissl.training.resume import check_resume_recipe
+from multissl.training.run_eval import check_eval, evaluate_run
 
 
 @dataclass
@@ -36,24 +48,21 @@ class TrainResult:
     steps: int
     losses: list[float] = field(default_factory=list)
     eval: dict = field(default_factory=dict)
+    moved_aside: Path | None = None  # where --overwrite moved the previous run
 
 
-def build_config(spec: MethodSpec, model_kwargs: dict, source: str = "recipe") -> Any:
+def build_config(spec: MethodSpec, model_kwargs: dict, source: str = "recipe") -> MethodConfig:
     """The method's config from recipe kwargs; unknown keys are an error (PretrainedConfig would swallow them)."""
-    params = inspect.signature(spec.config_class.__init__).parameters
-    allowed = {n for n, p in params.items() if n != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
+    allowed = config_keys(spec.config_class)
     unknown = set(model_kwargs) - allowed
     if unknown:
         raise RecipeError(f"{source}: unknown model key(s) {sorted(unknown)} for method {spec.name!r}; allowed: {sorted(allowed)}")
-    return spec.config_class(**model_kwargs)
+    return build_method_config(spec.config_class, model_kwargs, source)  # values checked by type, errors name the key
 
 
-def build_model(spec: MethodSpec, config: Any) -> torch.nn.Module:
-    """A fresh model for `config`, with its backbone loaded from config.backbone_path when set."""
-    model = spec.model_class(config)
-    if getattr(config, "backbone_path", None):
-        load_pretrained_backbone(model, config.backbone_path)
-    return model
+def build_model(spec: MethodSpec, config: MethodConfig) -> MethodModel:
+    """A fresh model for `config`, its pretrained backbone loaded when the config names one (MethodModel.build)."""
+    return spec.model_class.build(config)
 
 
 def make_optimizer(model: torch.nn.Module, args: TrainArgs) -> torch.optim.Optimizer:
@@ -78,77 +87,121 @@ def _to_device(batch: Any, device: torch.device) -> Any:
 
 def _scalars(output: Any) -> dict[str, torch.Tensor]:
     """0-d tensors in a ModelOutput (loss and any per-method metrics such as accuracy)."""
-    items = output.items() if hasattr(output, "items") else []
-    return {k: v.detach().float() for k, v in items if isinstance(v, torch.Tensor) and v.dim() == 0}
+    return {k: v.detach().float() for k, v in output.items() if isinstance(v, torch.Tensor) and v.dim() == 0}
 
 
-def train(recipe: Recipe, output_dir: str | Path, resume: bool = False, accelerator: Accelerator | None = None) -> TrainResult:
-    """Train `recipe` into `output_dir` (checkpoints/, metrics.jsonl, loss_curve.png, final/); resume from the newest checkpoint."""
-    from multissl.data import load_dataset_by_name
+def train(recipe: Recipe, output_dir: str | Path, resume: bool = False, overwrite: bool = False,
+          accelerator: Accelerator | None = None) -> TrainResult:
+    """Train `recipe` into `output_dir` (checkpoints/, metrics.jsonl, loss_curve.png, final/); resume from the newest checkpoint.
 
+    A folder that already holds a run is refused unless `resume` (continue it) or `overwrite` (move it aside
+    to a sibling `<dir>.replaced-<time>` folder first; nothing is deleted).
+    """
     out = Path(output_dir)
     args = recipe.train
-    spec = get_method(recipe.method)
-    accelerator = accelerator or _make_accelerator(args.mixed_precision)
-    seed_everything(args.seed)
+    spec = get_method(recipe.method)  # imports only this method's module
     dataset_name = recipe.dataset or spec.default_dataset
     if dataset_name is None:
         raise RecipeError(f"{recipe.source}: no 'dataset' given and method {spec.name!r} has no default dataset")
+    accelerator = accelerator or _make_accelerator(args.mixed_precision)
+    if not args.progress:  # progress: false silences the libraries' bars too (dataset builds, weight loading)
+        _quiet_library_progress_bars()
+    main = accelerator.is_main_process
+    if main:
+        run_dir.check_writable(out)
+    with run_dir.RunLock(out) if main else nullcontext():
+        if main:  # leftovers of a killed run go first: restoring a `.final.old-*` can bring final/ back
+            run_dir.clean_stale_temps(out)
+        # Every process checks (read-only), so none is left waiting for a main process that refused.
+        run_dir.check_run_dir(out, resume=resume, overwrite=overwrite)
+        return _train_locked(recipe, out, spec, str(dataset_name), accelerator, resume, overwrite)
+
+
+def _train_locked(recipe: Recipe, out: Path, spec: MethodSpec, dataset_name: str, accelerator: Accelerator,
+                  resume: bool, overwrite: bool) -> TrainResult:
+    args, main = recipe.train, accelerator.is_main_process
+    if resume:
+        check_resume_recipe(out, recipe)
+    seed_everything(args.seed)
     # The main process goes first: caches it fills (a trained tokenizer, a tokenised dataset) are
     # then read, not written concurrently, by the other processes of `accelerate launch`.
     with accelerator.main_process_first():
         config = build_config(spec, recipe.model, recipe.source)
-        model = build_model(spec, config)
-        dataset = load_dataset_by_name(dataset_name, split=recipe.dataset_split, **recipe.dataset_args)
-        prepare = spec.extra.get("prepare_dataset")
-        if prepare is not None:  # e.g. tokenise and group text into blocks once, before batching
-            dataset = prepare(config, dataset)
-    source = BatchSource(dataset, spec.make_collator(config, train=True), args.batch_size, args.seed,
-                         accelerator.num_processes, accelerator.process_index)
+        with config_errors(recipe.source):  # e.g. an unknown backbone model_type: name the recipe
+            model = build_model(spec, config)
+        data = DataRequest(dataset_name, recipe.dataset_split, dict(recipe.dataset_args))
+        source = spec.model_class.make_batch_source(config, data, batch_size=args.batch_size, seed=args.seed,
+                                                    world_size=accelerator.num_processes, rank=accelerator.process_index)
+    if main:
+        check_eval(recipe, dataset_name)
 
     optimizer = make_optimizer(model, args)
     scheduler = LambdaLR(optimizer, lambda s: warmup_cosine(s, args.max_steps, args.warmup_steps, args.min_lr_ratio))
-    model, optimizer = accelerator.prepare(model, optimizer)
-    accelerator.register_for_checkpointing(scheduler)  # not prepared: Accelerate would step it once per process
-
+    model, optimizer = accelerator.prepare(model, optimizer)  # the scheduler is ours: Accelerate would step it per process
+    unwrapped: MethodModel = accelerator.unwrap_model(model)
     start_step = 0
     if resume:
-        ckpts = checkpoint_dirs(out)
-        if not ckpts:
-            raise FileNotFoundError(f"--resume: no complete checkpoint under {out / CHECKPOINTS}")
-        try:
-            accelerator.load_state(str(ckpts[-1]))
-        except Exception as err:  # truncated / edited checkpoint: say which folder, keep the cause
-            raise ValueError(
-                f"--resume: checkpoint {ckpts[-1]} cannot be loaded ({type(err).__name__}: {err}); "
-                f"delete that folder to resume from an older checkpoint"
-            ) from err
-        start_step = read_state(ckpts[-1])["step"]
-        accelerator.print(f"resumed from {ckpts[-1]} at step {start_step}")
-    elif checkpoint_dirs(out):  # every process checks, so none is left waiting for a main process that stopped
-        raise FileExistsError(f"{out} already holds checkpoints; pass --resume to continue or choose a new --output-dir")
+        ckpt = checkpoint_dirs(out)[-1]
+        start_step = load_checkpoint(ckpt, unwrapped, optimizer, scheduler, accelerator.scaler, method=spec.name)
+        accelerator.print(f"resumed from {ckpt} at step {start_step}")
 
-    log = MetricsLog(out / "metrics.jsonl", resume_step=start_step if resume else None) if accelerator.is_main_process else None
-    if accelerator.is_main_process:
-        (out / "recipe.yaml").write_text(yaml.safe_dump(recipe.to_dict(), sort_keys=False))
     accum = args.gradient_accumulation_steps
     stop = min(args.max_steps, args.stop_after_steps or args.max_steps)
     loader = DataLoader(source, batch_size=None, sampler=RangeSampler(start_step * accum, stop * accum),
-                        num_workers=args.num_workers, persistent_workers=False, prefetch_factor=4 if args.num_workers else None)
+                        num_workers=args.num_workers, persistent_workers=False, prefetch_factor=4 if args.num_workers else None,
+                        worker_init_fn=ignore_interrupts_in_worker if args.num_workers else None)
     batches = iter(loader)
-    unwrapped = accelerator.unwrap_model(model)
-    step_hook = getattr(unwrapped, "on_step_end", None)
-    samples_per_step = args.batch_size * accum * accelerator.num_processes
+    first = next(batches) if stop > start_step else None  # the data can produce a batch: only now touch the folder
 
-    pbar = tqdm(total=stop, initial=start_step, desc=f"train {spec.name}", disable=not (args.progress and accelerator.is_local_main_process), dynamic_ncols=True)
+    result = TrainResult(output_dir=out, final_dir=None, steps=stop)
+    log = None
+    if main:
+        result.moved_aside = run_dir.move_aside(out) if overwrite else None
+        if not resume:
+            atomic_write_text(out / "recipe.yaml", yaml.safe_dump(recipe.to_dict(), sort_keys=False))
+        log = MetricsLog(out / "metrics.jsonl", resume_step=start_step if resume else None)
+    accelerator.wait_for_everyone()
+
+    stops = StopRequests()
+    with stops.installed():  # still installed while stopping: a second signal during the save stops at once, cleanly
+        done, batch, stopped = _run_steps(recipe, spec, accelerator, model, unwrapped, optimizer, scheduler, batches, first,
+                                          start_step, stop, log, result, stops, out)
+        if stopped:  # (a request during the last step lets the run finish: the final model is moments away)
+            _stop_cleanly(recipe, spec, accelerator, unwrapped, optimizer, scheduler, out, done, log, dataset_name, stops)
+
+    accelerator.wait_for_everyone()
+    if stop < args.max_steps:
+        return result  # time-boxed: checkpoint written, no final model
+    if main:
+        result.final_dir = atomic_dir(out / "final", lambda tmp: unwrapped.save_pretrained(tmp, safe_serialization=True))
+        plot_loss_curve(log.rows(), out / "loss_curve.png", title=f"{spec.name} on {dataset_name}")
+        if batch is not None:  # e.g. MAE's reconstruction grid from the last batch
+            unwrapped.on_train_end(out, batch)
+        result.eval = evaluate_run(recipe, result.final_dir, dataset_name)
+        if result.eval:
+            atomic_write_text(out / "eval.json", json.dumps(result.eval, indent=2))
+    accelerator.wait_for_everyone()
+    return result
+
+
+def _run_steps(recipe, spec, accelerator, model, unwrapped, optimizer, scheduler, batches, first, start_step, stop,
+               log, result, stops, out) -> tuple[int, Any, bool]:
+    """Optimizer steps start_step .. stop-1; returns (steps done, last batch, stopped early on a stop request)."""
+    args = recipe.train
+    accum = args.gradient_accumulation_steps
+    samples_per_step = args.batch_size * accum * accelerator.num_processes
+    show = args.progress and accelerator.is_local_main_process
+    pbar = tqdm(total=stop, initial=start_step, desc=f"train {spec.name}", disable=not show, dynamic_ncols=True)
     sums: dict[str, torch.Tensor] = {}
-    n_sum, t_last, losses = 0, time.perf_counter(), []
+    n_sum, t_last = 0, time.perf_counter()
     finite = torch.ones((), dtype=torch.bool, device=accelerator.device)
-    batch = None
+    batch, done = None, start_step
     for step in range(start_step, stop):
         model.train()
         for micro in range(accum):
-            batch = _to_device(next(batches), accelerator.device)
+            raw = first if first is not None else next(batches)
+            first = None
+            batch = _to_device(raw, accelerator.device)
             # Dropout / masking in forward is a function of (seed, step): resume replays it exactly.
             seed_everything(derive_seed(args.seed, step * accum + micro, accelerator.process_index, 2))
             sync = nullcontext() if micro == accum - 1 else accelerator.no_sync(model)
@@ -163,45 +216,53 @@ def train(recipe: Recipe, output_dir: str | Path, resume: bool = False, accelera
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
-        if step_hook is not None:
-            step_hook(step, args.max_steps)  # EMA teachers, queues, schedules
+        unwrapped.on_step_end(step, args.max_steps)  # EMA teachers, queues, schedules
         n_sum += 1
+        done = step + 1
         pbar.update(1)
 
-        done = step + 1
-        if done % args.log_every == 0 or done == stop or (args.save_every and done % args.save_every == 0):
-            if not bool(finite):
-                raise TrainingDivergedError(
-                    f"loss became NaN/inf at or before step {done}; nothing was saved after the last good checkpoint "
-                    f"({checkpoint_dirs(out)[-1] if checkpoint_dirs(out) else 'none'}). Lower the learning rate or check the data."
-                )
+        logging = done % args.log_every == 0 or done == stop or (args.save_every and done % args.save_every == 0)
+        if logging:
             now = time.perf_counter()
             row = {k: accelerator.reduce(v / n_sum, "mean").item() for k, v in sorted(sums.items())}
+            bad = sorted(k for k, v in row.items() if not math.isfinite(v))
+            if not bool(finite) or bad:
+                ckpts = checkpoint_dirs(out)
+                raise TrainingDivergedError(
+                    f"{', '.join(bad) or 'loss'} became NaN/inf at or before step {done}; nothing was saved after the last "
+                    f"good checkpoint ({ckpts[-1] if ckpts else 'none'}). Lower the learning rate or check the data.")
             row.update(step=done, lr=scheduler.get_last_lr()[0], samples_per_s=round(samples_per_step * n_sum / (now - t_last), 2))
-            losses.append(row["loss"])
+            result.losses.append(row["loss"])
             if log is not None:
                 log.write(row)
             pbar.set_postfix(loss=f"{row['loss']:.4f}", lr=f"{row['lr']:.2e}", sps=row["samples_per_s"])
             sums, n_sum, t_last = {}, 0, time.perf_counter()
         if (args.save_every and done % args.save_every == 0) or (done == stop and stop < args.max_steps):
-            _save_checkpoint(accelerator, out, done, args.keep_checkpoints)
+            _save_checkpoint(accelerator, out, done, args.keep_checkpoints, unwrapped, optimizer, scheduler, spec.name)
+        # One process decides alone; several agree at log steps (a collective every step would cost a sync).
+        if done < stop and stops.should_stop(accelerator, at_sync_point=bool(logging)):
+            pbar.close()
+            return done, batch, True
     pbar.close()
+    return done, batch, False
 
-    result = TrainResult(output_dir=out, final_dir=None, steps=stop, losses=losses)
-    accelerator.wait_for_everyone()
-    if stop < args.max_steps:
-        return result  # time-boxed: checkpoint written, no final model
-    if accelerator.is_main_process:
-        result.final_dir = atomic_dir(out / "final", lambda tmp: unwrapped.save_pretrained(tmp, safe_serialization=True))
-        plot_loss_curve(log.rows(), out / "loss_curve.png", title=f"{spec.name} on {dataset_name}")
-        end_hook = getattr(unwrapped, "on_train_end", None)
-        if end_hook is not None and batch is not None:  # e.g. MAE's reconstruction grid from the last batch
-            end_hook(out, batch)
-        result.eval = _evaluate(recipe, result.final_dir, dataset_name)
-        if result.eval:
-            (out / "eval.json").write_text(json.dumps(result.eval, indent=2))
-    accelerator.wait_for_everyone()
-    return result
+
+def _stop_cleanly(recipe, spec, accelerator, unwrapped, optimizer, scheduler, out, done, log, dataset_name, stops) -> None:
+    """After Ctrl-C / SIGTERM: a checkpoint at the last finished step, the loss plot, one line on how to resume."""
+    if not any(p.name == f"step_{done}" for p in checkpoint_dirs(out)):
+        _save_checkpoint(accelerator, out, done, recipe.train.keep_checkpoints, unwrapped, optimizer, scheduler, spec.name)
+    if accelerator.is_main_process and log is not None:
+        plot_loss_curve(log.rows(), out / "loss_curve.png", title=f"{spec.name} on {dataset_name} (stopped at step {done})")
+    raise RunInterrupted(stops.requested, f"stopped at step {done}; checkpoint {out / CHECKPOINTS / f'step_{done}'}; continue with "
+                                          f"`multissl train {recipe.source} --output-dir {out} --resume`")
+
+
+def _quiet_library_progress_bars() -> None:
+    import datasets
+    import transformers
+
+    datasets.disable_progress_bars()
+    transformers.utils.logging.disable_progress_bar()
 
 
 def _make_accelerator(mixed_precision: str) -> Accelerator:
@@ -214,33 +275,21 @@ def _make_accelerator(mixed_precision: str) -> Accelerator:
     return Accelerator(mixed_precision=mixed_precision)
 
 
-def _save_checkpoint(accelerator: Accelerator, out: Path, step: int, keep: int) -> None:
-    """Accelerate save_state into step_N.tmp, then rename: a crash mid-save never looks complete."""
-    final, tmp = out / CHECKPOINTS / f"step_{step}", out / CHECKPOINTS / f"step_{step}.tmp"
-    accelerator.save_state(str(tmp), safe_serialization=True)
+def _save_checkpoint(accelerator: Accelerator, out: Path, step: int, keep: int, model: MethodModel,
+                     optimizer: torch.optim.Optimizer, scheduler: Any, method: str) -> None:
+    """Write step_N.tmp, then rename: a crash mid-save never looks complete. Every process holds the same state
+    (DDP), so the main process writes it."""
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        (tmp / "state.json").write_text(json.dumps({"step": step}))
-        if final.exists():
-            import shutil
-
-            shutil.rmtree(final)
-        os.replace(tmp, final)
+        final, tmp = out / CHECKPOINTS / f"step_{step}", out / CHECKPOINTS / f"step_{step}.tmp"
+        if tmp.exists():  # left by a process killed mid-save
+            shutil.rmtree(tmp)
+        try:
+            save_checkpoint(tmp, model, optimizer, scheduler, accelerator.scaler, step=step, method=method)
+            apply_umask(tmp)  # safetensors writes its files 0o600
+        except BaseException:  # disk full, permission, ...: leave no half-written folder behind
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        replace_dir(tmp, final)
         prune_checkpoints(out, keep)
     accelerator.wait_for_everyone()
-
-
-def _evaluate(recipe: Recipe, final_dir: Path, dataset_name: str) -> dict:
-    """End-of-run evaluation declared in the recipe's `eval:` section (k-NN / linear probe)."""
-    if not recipe.eval:
-        return {}
-    from multissl.evaluation import evaluate_model
-
-    results = {}
-    for protocol, kwargs in recipe.eval.items():
-        kwargs = dict(kwargs or {})
-        data = kwargs.pop("dataset", dataset_name)
-        if data == dataset_name:  # evaluate on the data the run was trained on, with the same loader arguments
-            kwargs.setdefault("dataset_args", dict(recipe.dataset_args))
-        results[protocol] = evaluate_model(str(final_dir), data, protocol.replace("_", "-"), **kwargs)
-    return results

@@ -2,8 +2,8 @@ import math
 
 import pytest
 
+from multissl.schedules import cosine_ramp, linear_warmup_value, warmup_cosine
 from multissl.training.config import RecipeError, load_recipe, recipe_from_dict
-from multissl.training.schedules import cosine_ramp, linear_warmup_value, warmup_cosine
 
 
 def test_recipe_parses_and_coerces_yaml_scalars(tmp_path):
@@ -22,7 +22,7 @@ def test_recipe_parses_and_coerces_yaml_scalars(tmp_path):
         ({"dataset": "digits"}, "missing required key 'method'"),
         ({"method": "simclr", "train": {"mixed_precision": "fp8"}}, "mixed_precision"),
         ({"method": "simclr", "eval": {"knnn": {}}}, "unknown eval protocol"),
-        ({"method": "simclr", "train": {"max_steps": "ten"}}, "train.max_steps must be a int"),
+        ({"method": "simclr", "train": {"max_steps": "ten"}}, "train.max_steps must be a whole number >= 1; got 'ten'"),
     ],
 )
 def test_recipe_errors_name_the_key(data, needle):

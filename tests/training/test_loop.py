@@ -46,12 +46,18 @@ def test_same_seed_same_losses_different_seed_differs(tmp_path):
     assert a == pytest.approx(b, abs=1e-7) and a != pytest.approx(c, abs=1e-4)
 
 
-def test_existing_checkpoints_need_resume_and_resume_needs_checkpoints(tmp_path):
-    with pytest.raises(FileNotFoundError, match="no complete checkpoint"):
+def test_existing_runs_need_resume_or_overwrite_and_resume_needs_checkpoints(tmp_path):
+    with pytest.raises(ValueError, match="no complete checkpoint"):
         train(_recipe(), tmp_path / "x", resume=True)
     train(_recipe(max_steps=2, save_every=1), tmp_path / "y")
-    with pytest.raises(FileExistsError, match="--resume"):
+    with pytest.raises(ValueError, match="already holds a run.*--resume"):
         train(_recipe(max_steps=2), tmp_path / "y")
+    train(_recipe(max_steps=2), tmp_path / "z")  # a finished run with no checkpoint is refused too
+    before = (tmp_path / "z" / "final" / "model.safetensors").read_bytes()
+    with pytest.raises(ValueError, match="already holds a run"):
+        train(_recipe(max_steps=2), tmp_path / "z")
+    result = train(_recipe(max_steps=3), tmp_path / "z", overwrite=True)
+    assert result.moved_aside is not None and (result.moved_aside / "final" / "model.safetensors").read_bytes() == before
 
 
 def test_nan_loss_stops_with_message_and_keeps_last_good_checkpoint(tmp_path):

@@ -1,6 +1,7 @@
 """Building Hugging Face backbones from config dicts or local folders, and pooling their outputs."""
 from __future__ import annotations
 
+import difflib
 from typing import Any
 
 import torch
@@ -28,6 +29,13 @@ def config_from_dict(cfg: dict) -> PretrainedConfig:
     model_type = cfg.pop("model_type")
     for key in ("transformers_version", "architectures", "_name_or_path"):
         cfg.pop(key, None)
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+
+    if model_type not in CONFIG_MAPPING:  # transformers' own error lists every model type: ~15,000 characters
+        close = difflib.get_close_matches(str(model_type), list(CONFIG_MAPPING.keys()), n=3)
+        hint = f" (did you mean {', '.join(map(repr, close))}?)" if close else ""
+        raise ValueError(f"backbone_config.model_type {model_type!r} is not a transformers model type{hint}; "
+                         "e.g. 'resnet', 'vit', 'bert', 'gpt2'")
     return AutoConfig.for_model(model_type, **cfg)
 
 
