@@ -68,7 +68,7 @@ def test_teacher_temperature_survives_save_load_and_resume(tmp_path):
     expected = 0.04 + 0.03 * 3 / 10
     assert model.teacher_temperature_now == pytest.approx(expected)
 
-    resumed = DINOModel(cfg).eval()  # what the loop builds before accelerator.load_state
+    resumed = DINOModel(cfg).eval()  # what the loop builds before loading a checkpoint
     assert resumed.teacher_temperature_now == pytest.approx(cfg.teacher_temperature_start)
     resumed.load_state_dict(model.state_dict())
     assert resumed.teacher_temperature_now == pytest.approx(expected)
