@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from multissl.api import embed, train  # torch-free module: its functions import the loop and models when called
 from multissl.registry import DATASETS, METHODS, get_method, register_auto_classes, register_dataset, register_method
 
 __version__ = "0.1.0"
 
-__all__ = ["DATASETS", "METHODS", "get_method", "load", "register_auto_classes", "register_dataset", "register_method",
-           "__version__"]
+__all__ = ["DATASETS", "METHODS", "embed", "get_method", "load", "register_auto_classes", "register_dataset",
+           "register_method", "train", "__version__"]
 
 
 def load(path: str) -> Any:

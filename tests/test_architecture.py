@@ -18,10 +18,10 @@ LAYERS = [
     {"modalities"},
     {"data"},
     {"models"},
-    {"evaluation"},
+    {"evaluation", "evaluate_modules"},
     {"training"},
     {"commands"},
-    {"cli", "__init__"},
+    {"cli", "__init__", "api"},
 ]
 RANK = {name: i for i, names in enumerate(LAYERS) for name in names}
 
