@@ -36,6 +36,7 @@ from multissl.modalities.image.ssl_views import SSLViewAugment, WeakStrongCollat
 from multissl.modalities.image.views import EvalImageCollator
 from multissl.models.base import MethodConfig, MethodModel
 from multissl.models.common.backbones import vision_features
+from multissl.models.common.labels import check_labels
 from multissl.models.common.vision import TINY_RESNET, backbone_and_dim, check_pixels, set_backbone_fields
 from multissl.objectives.adaptive_threshold import FreeMatchState, freematch_class_thresholds, freematch_update
 from multissl.objectives.distributed import is_distributed
@@ -43,19 +44,6 @@ from multissl.objectives.pseudo_label import fixmatch_loss
 
 DEFAULT_THRESHOLD = 0.95  # the paper's τ
 AUGMENT_KEYS = tuple(f.name for f in fields(SSLViewAugment) if f.name != "image_size")
-
-
-def check_labels(labels: torch.Tensor, num_classes: int, where: str) -> None:
-    """One clear ValueError unless labels is an integer tensor [B] of class ids in [0, num_classes).
-
-    (supervised.py has the same check; it is repeated here so that training FixMatch imports no other method.)
-    """
-    if labels.dim() != 1 or labels.dtype == torch.bool or labels.is_floating_point() or labels.is_complex():
-        raise ValueError(f"{where}: labels must be integer class ids [B]; got dtype {labels.dtype}, shape {tuple(labels.shape)}")
-    bad = (labels < 0) | (labels >= num_classes)  # [B]
-    if bool(bad.any()):
-        raise ValueError(f"{where}: label {int(labels[bad][0])} is outside [0, num_classes = {num_classes}); set "
-                         f"model.num_classes to the number of classes in the data (ids 0..num_classes-1)")
 
 
 def _whole(name: str, value: object, low: int) -> int:

@@ -20,6 +20,7 @@ from multissl.modalities.image.image_batch import ImageBatch
 from multissl.modalities.image.views import EvalImageCollator
 from multissl.models.base import MethodConfig, MethodModel
 from multissl.models.common.backbones import vision_features
+from multissl.models.common.labels import check_labels
 from multissl.models.common.vision import TINY_RESNET, backbone_and_dim, check_pixels, set_backbone_fields
 
 
@@ -62,17 +63,6 @@ class SupervisedOutput(ModelOutput):
     loss: torch.Tensor | None = None
     accuracy: torch.Tensor | None = None
     logits: torch.Tensor | None = None
-
-
-def check_labels(labels: torch.Tensor, num_classes: int, where: str) -> None:
-    """Raise one clear ValueError unless `labels` is an integer tensor [B] of class ids in [0, num_classes)."""
-    if labels.dim() != 1 or labels.dtype == torch.bool or labels.is_floating_point() or labels.is_complex():
-        raise ValueError(f"{where}: labels must be integer class ids [B]; got dtype {labels.dtype}, shape {tuple(labels.shape)}")
-    bad = (labels < 0) | (labels >= num_classes)  # [B]
-    if bool(bad.any()):
-        value = int(labels[bad][0])
-        raise ValueError(f"{where}: label {value} is outside [0, num_classes = {num_classes}); set model.num_classes to the "
-                         f"number of classes in the data (labels must be ids 0..num_classes-1)")
 
 
 class SupervisedCollator:
