@@ -28,7 +28,7 @@ def _merge_overrides(data: dict, overrides: Mapping[str, Any], source: str) -> d
     A mapping value is merged key by key (it never drops the section's other keys); None clears a value or
     section. Values are Python objects, used as they are (no YAML parsing): recipe_from_dict checks them.
     """
-    from multissl.training.config import RecipeError
+    from multissl.training.config import RecipeError, section_for
 
     if not isinstance(overrides, Mapping):
         raise RecipeError(f"{source}: overrides must be a mapping like {{'train.max_steps': 5}}; "
@@ -40,24 +40,15 @@ def _merge_overrides(data: dict, overrides: Mapping[str, Any], source: str) -> d
             if not all(isinstance(p, str) and p for p in parts):
                 raise RecipeError(f"{source}: override key {'.'.join(prefix + [str(key)])!r} must be a non-empty "
                                   f"(dotted) string like 'train.max_steps'")
-            target = node
-            for i, part in enumerate(parts[:-1]):
-                if target.get(part) is None:  # absent, or an empty section (`eval:` with nothing under it)
-                    target[part] = {}
-                target = target[part]
-                if not isinstance(target, dict):
-                    where = ".".join(prefix + parts[: i + 1])
-                    raise RecipeError(f"{source}: override {'.'.join(prefix + parts)!r}: {where} is {target!r}, not a mapping")
-            last, path = parts[-1], prefix + parts
-            if isinstance(value, Mapping) and value:
-                if target.get(last) is None:
-                    target[last] = {}
-                if not isinstance(target[last], dict):
-                    raise RecipeError(f"{source}: override {'.'.join(path)!r}: {'.'.join(path)} is {target[last]!r}, "
-                                      f"not a mapping")
-                walk(target[last], value, path)
+            path = prefix + parts
+
+            def message(n: int, bad: Any, path: list[str] = path) -> str:
+                return f"{source}: override {'.'.join(path)!r}: {'.'.join(path[: len(prefix) + n])} is {bad!r}, not a mapping"
+
+            if isinstance(value, Mapping) and value:  # merge into the section (created if absent), key by key
+                walk(section_for(node, parts, message), value, path)
             else:
-                target[last] = copy.deepcopy(dict(value)) if isinstance(value, Mapping) else value
+                section_for(node, parts[:-1], message)[parts[-1]] = copy.deepcopy(dict(value)) if isinstance(value, Mapping) else value
 
     walk(data, overrides, [])
     return data

@@ -204,6 +204,19 @@ def recipe_from_dict(data: dict, source: str = "<dict>") -> Recipe:
 
 
 # A second `key=` after whitespace in one --set value: `--set "a=1 b=2"`.
+def section_for(data: dict, keys: list[str], message: Callable[[int, Any], str]) -> dict:
+    """The nested dict at data[keys[0]][keys[1]]..., creating absent or empty sections (`eval:` with nothing under
+    it); RecipeError(message(n, value)) when the value after the first n keys is not a mapping."""
+    node = data
+    for n, key in enumerate(keys, start=1):
+        if node.get(key) is None:
+            node[key] = {}
+        node = node[key]
+        if not isinstance(node, dict):
+            raise RecipeError(message(n, node))
+    return node
+
+
 _ANOTHER_PAIR = re.compile(r"\s+(?=[A-Za-z_][\w-]*(?:\.[\w-]+)*=)")
 
 
@@ -228,13 +241,10 @@ def apply_overrides(data: dict, overrides: list[str], source: str | None = None)
         if isinstance(value, str) and raw.strip()[:1] not in ("'", '"') and _ANOTHER_PAIR.search(raw):
             repeated = " ".join(f"--set {p}" for p in _ANOTHER_PAIR.split(item.strip()))
             raise RecipeError(f"{where}override {item!r} holds several key=value pairs; repeat --set for each: {repeated}")
-        node = data
-        for i, part in enumerate(parts[:-1]):
-            if node.get(part) is None:  # absent, or an empty section (`eval:` with nothing under it)
-                node[part] = {}
-            node = node[part]
-            if not isinstance(node, dict):
-                raise RecipeError(f"{where}override {item!r}: {'.'.join(parts[:i + 1])} is {node!r}, not a mapping")
+        def message(n: int, bad: Any, item: str = item, parts: list[str] = parts) -> str:
+            return f"{where}override {item!r}: {'.'.join(parts[:n])} is {bad!r}, not a mapping"
+
+        node = section_for(data, parts[:-1], message)
         node[parts[-1]] = value
     return data
 
