@@ -42,3 +42,37 @@ def linear_probe_accuracy(
         "max_iter": int(max_iter),
         "n_iter": int(clf.n_iter_.max()),
     }
+
+
+C_GRID = (0.001, 0.01, 0.1, 1.0, 10.0)  # inverse L2 strengths tried on the validation split (log-spaced)
+
+
+def tuned_linear_probe(
+    train_feats: torch.Tensor,
+    train_labels: torch.Tensor,
+    val_feats: torch.Tensor,
+    val_labels: torch.Tensor,
+    test_feats: torch.Tensor | None = None,
+    test_labels: torch.Tensor | None = None,
+    grid: tuple[float, ...] = C_GRID,
+    max_iter: int = 1000,
+) -> dict:
+    """Choose C on the validation split, then score the test split once with that C.
+
+    Fits one probe per C in `grid` on train_feats [N, D] and scores val_feats [V, D]; the best validation
+    accuracy wins (ties: the smaller C, i.e. the stronger regularisation). The test split [M, D], when
+    given, is read only for the chosen C, so no test number ever picks a setting. Returns
+    {"C", "validation_accuracy", "validation_by_C": {C: acc}, and with a test split "accuracy", "train_accuracy"}.
+    """
+    if not grid or any(c <= 0 for c in grid):
+        raise ValueError(f"grid must be positive C values; got {grid!r}")
+    by_c = {float(c): linear_probe_accuracy(train_feats, train_labels, val_feats, val_labels, C=c, max_iter=max_iter)["accuracy"]
+            for c in sorted(grid)}
+    best = max(by_c, key=lambda c: (by_c[c], -c))
+    out = {"C": best, "validation_accuracy": by_c[best], "validation_by_C": by_c}
+    if test_feats is not None:
+        if test_labels is None:
+            raise ValueError("test_labels is required with test_feats")
+        res = linear_probe_accuracy(train_feats, train_labels, test_feats, test_labels, C=best, max_iter=max_iter)
+        out.update(accuracy=res["accuracy"], train_accuracy=res["train_accuracy"])
+    return out

@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from multissl.evaluation import linear_probe_accuracy
+from multissl.evaluation.linear_probe import tuned_linear_probe
 
 
 def blobs(n_per_class, num_classes, dim, generator, offset=4.0):
@@ -44,3 +45,34 @@ def test_standardisation_makes_scale_irrelevant():
 def test_single_class_is_a_clear_error():
     with pytest.raises(ValueError, match="at least two classes"):
         linear_probe_accuracy(torch.randn(5, 2), torch.zeros(5), torch.randn(2, 2), torch.zeros(2))
+
+
+def test_tuned_probe_picks_the_best_validation_C_and_reads_test_once(monkeypatch):
+    """C is chosen by validation accuracy alone; the test split is scored with that C only."""
+    import multissl.evaluation.linear_probe as lp
+
+    g = torch.Generator().manual_seed(0)
+    xtr, xva, xte = (torch.randn(n, 6, generator=g) for n in (60, 30, 30))
+    ytr, yva, yte = ((x[:, 0] > 0).long() for x in (xtr, xva, xte))
+    calls = []
+    real = lp.linear_probe_accuracy
+
+    def spy(a, b, c, d, C=1.0, max_iter=1000):
+        calls.append((c.data_ptr(), C))
+        return real(a, b, c, d, C=C, max_iter=max_iter)
+
+    monkeypatch.setattr(lp, "linear_probe_accuracy", spy)
+    out = lp.tuned_linear_probe(xtr, ytr, xva, yva, xte, yte, grid=(0.001, 1.0, 10.0))
+    expected = {c: real(xtr, ytr, xva, yva, C=c)["accuracy"] for c in (0.001, 1.0, 10.0)}
+    assert out["validation_by_C"] == expected
+    assert out["validation_accuracy"] == max(expected.values())
+    assert expected[out["C"]] == max(expected.values())
+    test_calls = [c for ptr, c in calls if ptr == xte.data_ptr()]
+    assert test_calls == [out["C"]]
+    assert out["accuracy"] == real(xtr, ytr, xte, yte, C=out["C"])["accuracy"]
+
+
+def test_tuned_probe_rejects_bad_grid():
+    x, y = torch.randn(8, 2), torch.tensor([0, 1] * 4)
+    with pytest.raises(ValueError, match="grid"):
+        tuned_linear_probe(x, y, x, y, grid=(0.0,))
