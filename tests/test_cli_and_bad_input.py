@@ -154,3 +154,11 @@ def test_a_save_interrupted_between_renames_restores_the_previous_folder(tmp_pat
     monkeypatch.undo()
     assert (tmp_path / "final" / "v").read_text() == "1"
     assert [p.name for p in tmp_path.iterdir()] == ["final"]
+
+
+def test_set_takes_several_values_after_one_flag_and_repeats():
+    """`--set a=1 b=2` (the form recipe comments show) and repeated `--set` both collect every override, in order."""
+    from multissl.cli import build_parser
+
+    args = build_parser().parse_args(["train", "r.yaml", "--output-dir", "o", "--set", "a=1", "b=2", "--set", "c=3"])
+    assert args.overrides == ["a=1", "b=2", "c=3"] and args.recipe == "r.yaml"

@@ -14,8 +14,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     mode.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --output-dir")
     mode.add_argument("--overwrite", action="store_true",
                       help="--output-dir holds a run: move it aside to <dir>.replaced-<time> (never deleted), then train")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a recipe value, e.g. --set train.max_steps=50 --set model.loss_temperature=0.2")
+    p.add_argument("--set", dest="overrides", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="override recipe values, e.g. --set train.max_steps=50 model.loss_temperature=0.2 (repeatable)")
     p.set_defaults(func=run)
 
 

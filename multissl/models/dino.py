@@ -10,7 +10,7 @@ from transformers import PreTrainedModel
 from transformers.utils import ModelOutput
 
 from multissl.modalities.image.multicrop import MultiCropAugment, MultiCropCollator
-from multissl.modalities.image.views import EvalImageCollator
+from multissl.modalities.image.views import EvalImageCollator, split_backend
 from multissl.models.base import MethodConfig, MethodModel
 from multissl.models.common.backbones import vision_features
 from multissl.models.common.ema import ema_update, make_teacher
@@ -34,7 +34,7 @@ class DINOConfig(MethodConfig):
         self.student_temperature, self.teacher_temperature_start, self.teacher_temperature = student_temperature, teacher_temperature_start, teacher_temperature
         self.teacher_temperature_warmup_steps, self.center_momentum = teacher_temperature_warmup_steps, center_momentum
         self.base_momentum, self.gather_distributed = base_momentum, gather_distributed
-        allowed = {f.name for f in fields(MultiCropAugment)} - {"global_size"}
+        allowed = {f.name for f in fields(MultiCropAugment)} - {"global_size"} | {"backend"}
         unknown = set(multicrop or {}) - allowed
         if unknown:
             raise ValueError(f"multicrop: unknown key(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
@@ -69,7 +69,8 @@ def make_dino_collator(config: DINOConfig, train: bool = True):
     """2 global + N local crops for training; one resized image for embed()."""
     if not train:
         return EvalImageCollator(config.image_size)
-    return MultiCropCollator(MultiCropAugment(global_size=config.image_size, **config.multicrop))
+    backend, multicrop = split_backend(config.multicrop, "multicrop")
+    return MultiCropCollator(MultiCropAugment(global_size=config.image_size, **multicrop), backend=backend)
 
 
 def tiny_dino_config() -> DINOConfig:

@@ -29,3 +29,18 @@ class ImageBatch:
     def __call__(self, rows: list[dict]) -> torch.Tensor:
         images = [to_rgb(r.get("image"), field=f"row {i}: 'image'", min_size=self.min_size) for i, r in enumerate(rows)]
         return torch.stack([self.transform(im) for im in images])  # [B, 3, S, S]
+
+
+def uint8_batch(rows: list[dict], size: int) -> torch.Tensor:
+    """Rows with `image` -> raw pixels uint8 [B, 3, size, size] (resized only where an image is another size).
+
+    The batched policies crop from this tensor, so images larger than `size` are first resized to it: for the
+    built-in datasets (stored at the training size) the views are exactly the PIL path's distribution.
+    """
+    from torchvision.transforms.v2 import functional as F
+
+    out = []
+    for i, r in enumerate(rows):
+        t = F.pil_to_tensor(to_rgb(r.get("image"), field=f"row {i}: 'image'"))
+        out.append(t if t.shape[-2:] == (size, size) else F.resize(t, [size, size], antialias=True))
+    return torch.stack(out)

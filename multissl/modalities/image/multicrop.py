@@ -6,6 +6,7 @@ from dataclasses import dataclass
 import torch
 from torchvision.transforms import v2
 
+from multissl.modalities.image.image_batch import uint8_batch
 from multissl.modalities.image.transforms import MEAN, STD, to_rgb
 
 
@@ -50,11 +51,20 @@ class MultiCropAugment:
 class MultiCropCollator:
     """Rows with `image` -> {"global_views": [B, 2, 3, G, G], "local_views": [B, N, 3, L, L]}."""
 
-    def __init__(self, augment: MultiCropAugment):
+    def __init__(self, augment: MultiCropAugment, backend: str = "pil"):
         self.augment = augment
         self.global_tf, self.local_tf = augment.build()
+        self.batched = None
+        if backend == "batched":  # lazy: the PIL path never imports the batched kernels
+            from multissl.modalities.image.batched_augment import BatchedMultiCrop
+
+            self.batched = BatchedMultiCrop.from_policy(augment)
+        elif backend != "pil":
+            raise ValueError(f"multicrop.backend: expected 'pil' or 'batched'; got {backend!r}")
 
     def __call__(self, rows: list[dict], generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        if self.batched is not None:
+            return self.batched(uint8_batch(rows, self.augment.global_size), generator)
         images = [to_rgb(r.get("image"), field=f"row {i}: 'image'") for i, r in enumerate(rows)]
         out = {"global_views": torch.stack([torch.stack([self.global_tf(im) for _ in range(2)]) for im in images])}
         if self.augment.num_local:

@@ -5,22 +5,43 @@ from dataclasses import fields
 
 import torch
 
-from multissl.modalities.image.image_batch import ImageBatch
+from multissl.modalities.image.image_batch import ImageBatch, uint8_batch
 from multissl.modalities.image.transforms import SimCLRAugment, eval_transform, to_rgb
+
+BACKENDS = ("pil", "batched")  # per image with PIL/v2 (default), or the whole batch at once (batched_augment.py)
+
+
+def split_backend(augment: dict | None, field: str = "augment") -> tuple[str, dict]:
+    """(backend, the policy keys) of an augment dict whose optional `backend` key picks the implementation."""
+    augment = dict(augment or {})
+    backend = augment.pop("backend", "pil")
+    if backend not in BACKENDS:
+        raise ValueError(f"{field}.backend: expected one of {BACKENDS}; got {backend!r}")
+    return backend, augment
+
 
 
 class ImageViewsCollator:
     """Rows with `image` -> {"pixel_values": [B, V, 3, S, S]} (V augmented views) or [B, 3, S, S] for eval."""
 
     def __init__(self, image_size: int, augment: dict | None = None, num_views: int = 2, train: bool = True):
+        backend, augment = split_backend(augment)
         valid = {f.name for f in fields(SimCLRAugment)} - {"image_size"}
-        unknown = set(augment or {}) - valid
+        unknown = set(augment) - valid
         if unknown:
-            raise ValueError(f"augment: unknown key(s) {sorted(unknown)}; allowed: {sorted(valid)}")
-        self.train, self.num_views = train, num_views
-        self.transform = SimCLRAugment(image_size=image_size, **(augment or {})).build() if train else eval_transform(image_size)
+            raise ValueError(f"augment: unknown key(s) {sorted(unknown)}; allowed: {sorted(valid | {'backend'})}")
+        self.train, self.num_views, self.image_size = train, num_views, image_size
+        policy = SimCLRAugment(image_size=image_size, **augment)
+        self.transform = policy.build() if train else eval_transform(image_size)
+        self.batched = None
+        if train and backend == "batched":
+            from multissl.modalities.image.batched_augment import BatchedViewAugment
+
+            self.batched = BatchedViewAugment.from_policy(policy, num_views)
 
     def __call__(self, rows: list[dict], generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        if self.batched is not None:  # one vectorised pass over the batch; per-(image, view) draws from `generator`
+            return {"pixel_values": self.batched(uint8_batch(rows, self.image_size), generator)}
         # torchvision's v2 transforms draw from the global RNG, which the batch source seeds per micro-batch.
         images = [to_rgb(r.get("image"), field=f"row {i}: 'image'") for i, r in enumerate(rows)]
         if not self.train:
