@@ -8,7 +8,7 @@ from torch import nn
 from transformers import PreTrainedModel
 from transformers.utils import ModelOutput
 
-from multissl.modalities.image.views import ImageViewsCollator
+from multissl.modalities.image.views import DeviceViews, ImageViewsCollator, views_from
 from multissl.models.base import MethodConfig, MethodModel
 from multissl.models.common.backbones import vision_features
 from multissl.models.common.ema import ema_update, make_teacher
@@ -80,7 +80,15 @@ class BYOLModel(MethodModel):
         """Online backbone features y [B, D]."""
         return vision_features(self.backbone, pixel_values)
 
-    def forward(self, pixel_values: torch.Tensor, **_: object) -> BYOLOutput:
+    def _device_views(self) -> DeviceViews:
+        """augment.backend: device: the view policy on the model's device (cached; not a module, not saved)."""
+        if getattr(self, "_views", None) is None:
+            self._views = DeviceViews(self.config.image_size, self.config.augment, num_views=2)
+        return self._views
+
+    def forward(self, pixel_values: torch.Tensor | None = None, images: torch.Tensor | None = None,
+                **_: object) -> BYOLOutput:
+        pixel_values = views_from(pixel_values, images, self._device_views)  # [B, 2, C, H, W]
         check_pixels(pixel_values, 5, "pixel_values", "[B, 2, C, H, W] (two views)")
         b = pixel_values.shape[0]
         views = torch.cat([pixel_values[:, 0], pixel_values[:, 1]])  # [2B, C, H, W]: both views in one pass

@@ -9,6 +9,7 @@ from torch import nn
 from transformers import PreTrainedModel
 from transformers.utils import ModelOutput
 
+from multissl.modalities.image.batched_augment import BatchedMultiCrop
 from multissl.modalities.image.multicrop import MultiCropAugment, MultiCropCollator
 from multissl.modalities.image.views import EvalImageCollator, split_backend
 from multissl.models.base import MethodConfig, MethodModel
@@ -70,7 +71,9 @@ def make_dino_collator(config: DINOConfig, train: bool = True):
     if not train:
         return EvalImageCollator(config.image_size)
     backend, multicrop = split_backend(config.multicrop, "multicrop")
-    return MultiCropCollator(MultiCropAugment(global_size=config.image_size, **multicrop), backend=backend)
+    augment = MultiCropAugment(global_size=config.image_size, **multicrop)
+    batched = BatchedMultiCrop.from_policy(augment) if backend == "batched" else None
+    return MultiCropCollator(augment, backend=backend, batched=batched)
 
 
 def tiny_dino_config() -> DINOConfig:
@@ -118,7 +121,21 @@ class DINOModel(MethodModel):
         """Student backbone features [B, D]."""
         return vision_features(self.backbone, pixel_values)
 
-    def forward(self, global_views: torch.Tensor, local_views: torch.Tensor | None = None, **_: object) -> DINOOutput:
+    def _device_crops(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        """multicrop.backend: device: DINO's crops of uint8 [B, 3, G, G] made on the model's device (cached policy)."""
+        if getattr(self, "_crops", None) is None:
+            _, multicrop = split_backend(self.config.multicrop, "multicrop")
+            self._crops = BatchedMultiCrop.from_policy(MultiCropAugment(global_size=self.config.image_size, **multicrop))
+        return self._crops(images)
+
+    def forward(self, global_views: torch.Tensor | None = None, local_views: torch.Tensor | None = None,
+                images: torch.Tensor | None = None, **_: object) -> DINOOutput:
+        if images is not None:  # views made here, on the device; the loop seeded its generator for this step
+            crops = self._device_crops(images)
+            global_views, local_views = crops["global_views"], crops.get("local_views")
+        if global_views is None:
+            raise ValueError("expected global_views [B, 2, C, G, G] (crops made by the collator) or images uint8 "
+                             "[B, 3, G, G] (multicrop.backend: device)")
         if global_views.dim() != 5 or global_views.shape[1] != 2:
             raise ValueError(f"global_views must be [B, 2, C, G, G]; got {tuple(global_views.shape)}")
         b = global_views.shape[0]

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from transformers import PreTrainedModel
 from transformers.utils import ModelOutput
 
-from multissl.modalities.image.views import ImageViewsCollator
+from multissl.modalities.image.views import DeviceViews, ImageViewsCollator, views_from
 from multissl.models.base import MethodConfig, MethodModel
 from multissl.models.common.backbones import vision_features
 from multissl.models.common.ema import ema_update, make_teacher
@@ -90,7 +90,15 @@ class MoCoModel(MethodModel):
     def _key(self, x: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.key_projection(vision_features(self.key_backbone, x)), dim=-1)  # [B, P]
 
-    def forward(self, pixel_values: torch.Tensor, **_: object) -> MoCoOutput:
+    def _device_views(self) -> DeviceViews:
+        """augment.backend: device: the view policy on the model's device (cached; not a module, not saved)."""
+        if getattr(self, "_views", None) is None:
+            self._views = DeviceViews(self.config.image_size, self.config.augment, num_views=2)
+        return self._views
+
+    def forward(self, pixel_values: torch.Tensor | None = None, images: torch.Tensor | None = None,
+                **_: object) -> MoCoOutput:
+        pixel_values = views_from(pixel_values, images, self._device_views)  # [B, 2, C, H, W]
         check_pixels(pixel_values, 5, "pixel_values", "[B, 2, C, H, W] (two views)")
         v1, v2 = pixel_values[:, 0], pixel_values[:, 1]
         negatives = self.queue.negatives()  # snapshot: enqueueing below must not touch the autograd graph

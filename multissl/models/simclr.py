@@ -8,7 +8,7 @@ from torch import nn
 from transformers import PreTrainedModel
 from transformers.utils import ModelOutput
 
-from multissl.modalities.image.views import ImageViewsCollator
+from multissl.modalities.image.views import DeviceViews, ImageViewsCollator, views_from
 from multissl.models.base import MethodConfig, MethodModel
 from multissl.models.common.backbones import vision_features
 from multissl.models.common.vision import TINY_RESNET, backbone_and_dim, mlp, set_backbone_fields
@@ -70,7 +70,15 @@ class SimCLRModel(MethodModel):
         """Backbone features h [B, D] (what downstream tasks use; the projection is thrown away)."""
         return vision_features(self.backbone, pixel_values)
 
-    def forward(self, pixel_values: torch.Tensor, **_: object) -> SimCLROutput:
+    def _device_views(self) -> DeviceViews:
+        """augment.backend: device: the view policy on the model's device (cached; not a module, not saved)."""
+        if getattr(self, "_views", None) is None:
+            self._views = DeviceViews(self.config.image_size, self.config.augment, num_views=2)
+        return self._views
+
+    def forward(self, pixel_values: torch.Tensor | None = None, images: torch.Tensor | None = None,
+                **_: object) -> SimCLROutput:
+        pixel_values = views_from(pixel_values, images, self._device_views)  # [B, 2, C, H, W]
         if pixel_values.dim() != 5 or pixel_values.shape[1] != 2:
             raise ValueError(f"pixel_values must be [B, 2, C, H, W] (two views); got {tuple(pixel_values.shape)}")
         b = pixel_values.shape[0]

@@ -1,6 +1,7 @@
 """DINO multi-crop (Caron et al. 2021): 2 large global crops + N small local crops of every image."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -51,19 +52,21 @@ class MultiCropAugment:
 class MultiCropCollator:
     """Rows with `image` -> {"global_views": [B, 2, 3, G, G], "local_views": [B, N, 3, L, L]}."""
 
-    def __init__(self, augment: MultiCropAugment, backend: str = "pil"):
+    def __init__(self, augment: MultiCropAugment, backend: str = "pil", batched: Callable | None = None):
+        """backend "batched" needs `batched`: a BatchedMultiCrop of the same policy (built by the caller, because
+        batched_augment.py imports this module); "device" ships raw uint8 pixels for the model to crop."""
         self.augment = augment
         self.global_tf, self.local_tf = augment.build()
-        self.batched = None
-        if backend == "batched":  # lazy: the PIL path never imports the batched kernels
-            from multissl.modalities.image.batched_augment import BatchedMultiCrop
-
-            self.batched = BatchedMultiCrop.from_policy(augment)
-        elif backend != "pil":
-            raise ValueError(f"multicrop.backend: expected 'pil' or 'batched'; got {backend!r}")
+        self.batched, self.backend = batched, backend
+        if backend not in ("pil", "batched", "device"):
+            raise ValueError(f"multicrop.backend: expected 'pil', 'batched' or 'device'; got {backend!r}")
+        if backend == "batched" and batched is None:
+            raise ValueError("multicrop.backend 'batched' needs the batched policy (BatchedMultiCrop.from_policy(augment))")
 
     def __call__(self, rows: list[dict], generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
-        if self.batched is not None:
+        if self.backend == "device":  # the model makes the crops on its device (DINOModel.forward)
+            return {"images": uint8_batch(rows, self.augment.global_size)}
+        if self.backend == "batched":
             return self.batched(uint8_batch(rows, self.augment.global_size), generator)
         images = [to_rgb(r.get("image"), field=f"row {i}: 'image'") for i, r in enumerate(rows)]
         out = {"global_views": torch.stack([torch.stack([self.global_tf(im) for _ in range(2)]) for im in images])}

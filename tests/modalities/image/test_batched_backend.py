@@ -46,7 +46,7 @@ def test_eval_collator_ignores_the_backend():
 
 def test_batched_multicrop_collator_keys_and_shapes():
     aug = MultiCropAugment(global_size=16, local_size=8, num_local=3)
-    collate = MultiCropCollator(aug, backend="batched")
+    collate = MultiCropCollator(aug, backend="batched", batched=BatchedMultiCrop.from_policy(aug))
     data = rows()
     out = collate(data, generator=torch.Generator().manual_seed(1))
     ref = BatchedMultiCrop.from_policy(aug)(uint8_batch(data, 16), torch.Generator().manual_seed(1))
