@@ -16,6 +16,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         "default: a small generic ensemble")
     p.add_argument("--top", type=int, default=None, help="print only the N best labels (default: all)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--invert", action="store_true",
+                   help="invert the images' colours first (recipes/clip_digits.yaml trains on digits stored as light ink "
+                        "on a dark background; a scan of dark ink on white paper needs --invert)")
     p.set_defaults(func=run)
 
 
@@ -46,6 +49,10 @@ def run(args: argparse.Namespace) -> int:
     if args.top is not None and args.top < 1:
         raise ValueError(f"--top must be >= 1; got {args.top}")
     images = [_open_image(p) for p in args.image]
+    if args.invert:
+        from PIL import ImageOps
+
+        images = [ImageOps.invert(im.convert("RGB")) for im in images]
     model = load_model(args.model)
     if not hasattr(model, "get_text_features"):
         raise TypeError(f"{args.model}: a {type(model).__name__} is not an image-text (CLIP) model")

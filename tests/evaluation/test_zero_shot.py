@@ -1,4 +1,5 @@
 """Zero-shot classification (prompt ensembles) and CLIP retrieval against direct per-class / per-query formulas; CLI."""
+import json
 import pytest
 import torch
 import torch.nn.functional as F
@@ -125,3 +126,22 @@ def test_encode_rejects_bad_inputs(model):
         encode_texts(model, ["fine", "   "])
     with pytest.raises(TypeError, match="not a dual encoder"):
         encode_images(torch.nn.Linear(2, 2), [Image.new("L", (8, 8))])
+
+
+def test_zero_shot_cli_invert_scores_the_inverted_image(model, tmp_path, capsys):
+    """--invert classifies 255 - pixels: the same probabilities as the inverted image given directly."""
+    from PIL import ImageOps
+
+    model.save_pretrained(tmp_path / "m")
+    image = load_dataset_by_name("digits_captions", split="test")[0]["image"].convert("RGB")
+    image.save(tmp_path / "a.png")
+    ImageOps.invert(image).save(tmp_path / "inv.png")
+    args = ["zero-shot", "--model", str(tmp_path / "m"), "--labels", "zero,one,two", "--json"]
+    assert main([*args, "--image", str(tmp_path / "a.png"), "--invert"]) == 0
+    inverted = json.loads(capsys.readouterr().out)[0]["labels"]
+    assert main([*args, "--image", str(tmp_path / "inv.png")]) == 0
+    direct = json.loads(capsys.readouterr().out)[0]["labels"]
+    assert main([*args, "--image", str(tmp_path / "a.png")]) == 0
+    plain = json.loads(capsys.readouterr().out)[0]["labels"]
+    assert [(d["label"], round(d["probability"], 6)) for d in inverted] == [(d["label"], round(d["probability"], 6)) for d in direct]
+    assert [d["probability"] for d in plain] != [d["probability"] for d in inverted]
