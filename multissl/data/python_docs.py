@@ -5,6 +5,9 @@ function docstrings, read with `ast` so nothing is imported or executed) plus th
 reference topics in `pydoc_data/topics.py`. Files are visited in sorted order, so the corpus is
 identical across runs on the same Python version. It is cached as JSON under
 `$MULTISSL_CACHE` (default `~/.cache/multissl`)/python_docs/.
+
+Splits come from sha1 of the paragraph text (row order and Python's salted hash() play no part):
+a fraction below 0.1 is `test`, in [0.1, 0.2) `validation`, the rest `train`.
 """
 from __future__ import annotations
 
@@ -20,8 +23,9 @@ from multissl.atomic import atomic_write_text
 from multissl.data.splits import check_split, hash_fraction
 from multissl.paths import cache_dir
 
-SPLITS = ("train", "test", "all")
-TEST_FRACTION = 0.1
+SPLITS = ("train", "validation", "test", "all")
+TEST_FRACTION = 0.1  # sha1 fraction < 0.1: test (the same rows as before validation existed)
+VALIDATION_FRACTION = 0.1  # [0.1, 0.2): validation, for tuning recipes and probes; the rest is train
 MIN_WORDS = 8
 MIN_LETTER_FRACTION = 0.8  # letters+spaces over characters: keeps prose, drops code and tables
 BUILD_VERSION = 2  # bump when the extraction rules change, so stale caches are not reused
@@ -108,16 +112,28 @@ def cached_rows(stdlib: Path, use_cache: bool = True) -> list[tuple[str, str]]:
     return rows
 
 
+def split_of(text: str) -> str:
+    """The split a paragraph belongs to: 'test' (sha1 fraction < 0.1), 'validation' ([0.1, 0.2)) or 'train'."""
+    f = hash_fraction(text)
+    if f < TEST_FRACTION:
+        return "test"
+    return "validation" if f < TEST_FRACTION + VALIDATION_FRACTION else "train"
+
+
+def corpus_rows(split: str = "all", cache: bool = True, stdlib: str | Path | None = None) -> list[tuple[str, str]]:
+    """(text, source) rows of one split (or 'all'), from the cache when `stdlib` is the running interpreter's."""
+    check_split("python_docs", split, SPLITS)
+    root = Path(stdlib) if stdlib is not None else Path(sysconfig.get_paths()["stdlib"])
+    rows = cached_rows(root, use_cache=cache and stdlib is None)
+    return rows if split == "all" else [r for r in rows if split_of(r[0]) == split]
+
+
 def load_python_docs(split: str = "train", cache: bool = True, stdlib: str | Path | None = None):
-    """Columns `text` (one cleaned paragraph) and `source` (module); test = 10% by sha1 of the text."""
+    """Columns `text` (one cleaned paragraph) and `source` (module); by sha1 of the text: test 10%, validation 10%."""
     check_split("python_docs", split, SPLITS)
     import datasets
 
-    root = Path(stdlib) if stdlib is not None else Path(sysconfig.get_paths()["stdlib"])
-    rows = cached_rows(root, use_cache=cache and stdlib is None)
-    if split != "all":
-        want_test = split == "test"
-        rows = [r for r in rows if (hash_fraction(r[0]) < TEST_FRACTION) == want_test]
+    rows = corpus_rows(split, cache, stdlib)
     features = datasets.Features({"text": datasets.Value("string"), "source": datasets.Value("string")})
     return datasets.Dataset.from_dict(
         {"text": [r[0] for r in rows], "source": [r[1] for r in rows]}, features=features

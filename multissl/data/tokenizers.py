@@ -22,7 +22,7 @@ def trained_tokenizer_dir(spec: str) -> Path:
         raise ValueError(f"tokenizer {spec!r} must look like 'trained:<dataset>/<unigram|bpe>/<vocab size>', "
                          "e.g. 'trained:python_docs/unigram/8000'")
     name, model_type, vocab = parts[0], parts[1], int(parts[2])
-    out = cache_dir() / "tokenizers" / f"{name}-{model_type}-{vocab}-v1"
+    out = cache_dir() / "tokenizers" / f"{name}-{model_type}-{vocab}-v2"  # v2: python_docs lost its validation rows from train
     if not (out / "tokenizer.json").is_file():
         texts = load_dataset_by_name(name, split="train")["text"]
         train_tokenizer(texts, out, vocab, model_type)

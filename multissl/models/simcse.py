@@ -16,6 +16,8 @@ from multissl.objectives import info_nce
 from multissl.paths import MINILM
 
 POOLERS = ("cls", "cls_before_pooler", "avg")
+# Default "avg" (attention-masked mean): the default backbone, all-MiniLM-L6-v2, was trained with mean pooling, and
+# SimCSE with "cls" on it starts from a worse embedding than MiniLM's own (the paper's "cls" is for BERT starts).
 
 
 class SimCSEConfig(MethodConfig):
@@ -24,7 +26,7 @@ class SimCSEConfig(MethodConfig):
     model_type = "multissl_simcse"
 
     def __init__(self, backbone_config: dict | None = None, backbone_path: str | None = None,
-                 tokenizer_path: str | None = None, pooler: str = "cls", loss_temperature: float = 0.05,
+                 tokenizer_path: str | None = None, pooler: str = "avg", loss_temperature: float = 0.05,
                  max_seq_length: int = 32, supervised: bool = False, text_columns: list[str] | None = None,
                  gather_distributed: bool = True, **kwargs):
         if pooler not in POOLERS:

@@ -1,4 +1,5 @@
-"""The built-in `python_docs` corpus: deterministic, non-empty English prose with train/test by hash."""
+"""The built-in `python_docs` corpus: deterministic, non-empty English prose with train/validation/test by hash."""
+import hashlib
 import re
 import sysconfig
 from pathlib import Path
@@ -6,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from multissl.data import load_dataset_by_name
-from multissl.data.python_docs import build_rows, paragraphs
+from multissl.data.python_docs import build_rows, paragraphs, split_of
 from multissl.data.splits import hash_fraction
 
 
@@ -16,7 +17,7 @@ def corpus(tmp_path_factory):
     mp = pytest.MonkeyPatch()
     mp.setenv("MULTISSL_CACHE", str(cache))
     try:
-        yield {s: load_dataset_by_name("python_docs", split=s) for s in ("all", "train", "test")}, cache
+        yield {s: load_dataset_by_name("python_docs", split=s) for s in ("all", "train", "validation", "test")}, cache
     finally:
         mp.undo()
 
@@ -38,11 +39,19 @@ def test_non_empty_english_text(corpus):
 
 def test_splits_partition_by_hash(corpus):
     ds, _ = corpus
-    train, test, all_ = (list(ds[s]["text"]) for s in ("train", "test", "all"))
-    assert len(train) + len(test) == len(all_)
-    assert not set(train) & set(test)
-    assert 0.07 < len(test) / len(all_) < 0.13
-    assert all(hash_fraction(t) < 0.1 for t in test[:200])
+    train, val, test, all_ = (list(ds[s]["text"]) for s in ("train", "validation", "test", "all"))
+    assert sorted(train + val + test) == sorted(all_)  # a partition: every row in exactly one split
+    assert 0.07 < len(test) / len(all_) < 0.13 and 0.07 < len(val) / len(all_) < 0.13
+    # test is the sha1 fraction below 0.1 (the rows it held before validation existed), validation [0.1, 0.2)
+    assert all(hash_fraction(t) < 0.1 for t in test)
+    assert all(0.1 <= hash_fraction(t) < 0.2 for t in val)
+    assert all(hash_fraction(t) >= 0.2 for t in train)
+
+
+def test_split_of_is_sha1_of_the_text():
+    for text in ("Return the value.", "A paragraph about sockets.", "x" * 50, "ünïcode text here"):
+        f = int(hashlib.sha1(text.encode("utf-8")).hexdigest()[:12], 16) / 16**12  # independent of splits.py
+        assert split_of(text) == ("test" if f < 0.1 else "validation" if f < 0.2 else "train")
 
 
 def test_deterministic_cache_equals_fresh_build(corpus):
