@@ -120,15 +120,19 @@ DATASETS: dict[str, DatasetSpec] = {
     d.name: d
     for d in (
         DatasetSpec("digits", "multissl.data.digits:load_digits", "image",
-                    "scikit-learn handwritten digits: 1797 8x8 greyscale images, 10 classes (train 1438 / test 359)"),
+                    "scikit-learn handwritten digits: 1797 8x8 greyscale images, 10 classes (train 1259 / validation 179 / test 359)"),
         DatasetSpec("digits_captions", "multissl.data.digits_captions:load_digits_captions", "image-text",
                     "digits with templated captions ('a handwritten digit seven', ...): image, caption, label; "
-                    "train 1438 / test 359, the same split as digits"),
+                    "train 1259 / validation 179 / test 359, the same split as digits"),
         DatasetSpec("glyphs", "multissl.data.glyphs:load_glyphs", "image",
                     "26 capital letters from 23 matplotlib fonts, random colour/texture/warp/blur/noise, RGB 32 or 64 px; "
                     "split by font (train 4992 / validation 1040 / test 1560)"),
         DatasetSpec("python_docs", "multissl.data.python_docs:load_python_docs", "text",
-                    "English paragraphs from the Python standard library's docstrings and reference topics (offline)"),
+                    "English paragraphs from the Python standard library's docstrings and reference topics (offline); "
+                    "train 7690 / validation 946 / test 917"),
+        DatasetSpec("python_docs_topics", "multissl.data.python_docs_topics:load_python_docs_topics", "text",
+                    "python_docs paragraphs labeled with their stdlib package (20 classes: asyncio, email, ...); "
+                    "train 3510 / validation 424 / test 422"),
         DatasetSpec("spoken_digits", "multissl.data.spoken_digits:load_spoken_digits", "audio",
                     "digits spoken by espeak-ng voices (speaker = accent+variant), 16 kHz; columns audio, speaker, word"),
     )

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from multissl.data.digits import SPLIT_SEED, SPLITS, TEST_FRACTION, load_digits, stratified_split
+from multissl.data.digits import SPLITS, load_digits, split_indices
 from multissl.data.splits import check_split
 
 NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
@@ -37,7 +37,6 @@ def load_digits_captions(split: str = "train"):
 
     labels = sk_load_digits().target.astype(np.int64)  # [1797], the row order of digits' "all"
     captions = make_captions(labels)
-    train_idx, test_idx = stratified_split(labels, TEST_FRACTION, SPLIT_SEED)  # the digits split, row for row
-    idx = {"train": train_idx, "test": test_idx, "all": np.arange(len(labels))}[split]
+    idx = split_indices(labels)[split]  # the digits split, row for row
     ds = load_digits(split).add_column("caption", [captions[i] for i in idx.tolist()])
     return ds.select_columns(["image", "caption", "label"])

@@ -4,13 +4,15 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from multissl.evaluation.defaults import PROTOCOL_DEFAULTS
+
 
 def knn_predict(
     train_feats: torch.Tensor,
     train_labels: torch.Tensor,
     test_feats: torch.Tensor,
     num_classes: int,
-    k: int = 200,
+    k: int = PROTOCOL_DEFAULTS["knn"]["k"],
     temperature: float = 0.1,
     chunk_size: int = 1024,
 ) -> torch.Tensor:
@@ -55,7 +57,7 @@ def knn_accuracy(
     test_feats: torch.Tensor,
     test_labels: torch.Tensor,
     num_classes: int | None = None,
-    k: int = 200,
+    k: int = PROTOCOL_DEFAULTS["knn"]["k"],
     temperature: float = 0.1,
 ) -> float:
     """Top-1 accuracy of knn_predict on test_feats [M, D] against test_labels [M]."""

@@ -16,11 +16,13 @@ from typing import Any
 
 import yaml
 
+from multissl.evaluation.defaults import C_AUTO
 from multissl.evaluation.protocols import PROTOCOLS, evaluate_model
 from multissl.training.recipe_checks import Bound, RecipeError, boolean, mapping, real_number, string, whole_number
 
-__all__ = ["EVAL_PROTOCOLS", "EVAL_RULES", "PROTOCOL_ONLY", "RECIPE_KEYS", "TRAIN_KEYS", "TRAIN_RULES", "Recipe",
-           "RecipeError", "TrainArgs", "apply_overrides", "check_eval", "eval_keys", "load_recipe", "recipe_from_dict"]
+__all__ = ["EVAL_ALIASES", "EVAL_PROTOCOLS", "EVAL_RULES", "PROTOCOL_ONLY", "RECIPE_KEYS", "TRAIN_KEYS", "TRAIN_RULES",
+           "Recipe", "RecipeError", "TrainArgs", "apply_overrides", "check_eval", "eval_keys", "load_recipe",
+           "recipe_from_dict"]
 
 
 @dataclass
@@ -33,8 +35,8 @@ class TrainArgs:
     weight_decay: float = 0.0
     warmup_steps: int = 0
     min_lr_ratio: float = 0.0  # cosine decays to learning_rate * min_lr_ratio
-    optimizer: str = "adamw"  # adamw | sgd
-    momentum: float = 0.9  # for sgd
+    optimizer: str = "adamw"  # adamw | sgd | lars (LARS: large-batch SimCLR/BYOL, multissl/training/lars.py)
+    momentum: float = 0.9  # for sgd and lars
     betas: tuple[float, float] = (0.9, 0.999)
     max_grad_norm: float | None = 1.0
     gradient_accumulation_steps: int = 1
@@ -46,6 +48,16 @@ class TrainArgs:
     num_workers: int = 0
     stop_after_steps: int | None = None  # stop early (time-boxed jobs); the schedule still follows max_steps
     progress: bool = True
+    # Speed knobs (docs/performance.md; set up by multissl/training/performance.py).
+    lars_trust_coefficient: float = 0.001  # LARS's eta (You et al. 2017; SimCLR uses 0.001)
+    fused: bool = False  # one fused optimizer kernel (adamw, sgd)
+    foreach: bool | None = None  # multi-tensor optimizer kernels (adamw, sgd); null = torch's choice
+    tf32: bool = False  # TensorFloat-32 matmuls/convolutions on CUDA (no effect elsewhere)
+    compile: bool = False  # torch.compile every backbone; the loss, gathers, queues and hooks stay eager
+    channels_last: bool = False  # NHWC weights for the convolutions (convnets on GPUs)
+    attention: str | None = None  # sdpa | eager | flash_attention_2 for every transformer backbone; null = default
+    gradient_checkpointing: bool = False  # recompute transformer layers in backward (less memory, more time)
+    report_to: list[str] = field(default_factory=list)  # experiment trackers beside metrics.jsonl: tensorboard, trackio
 
 
 @dataclass
@@ -56,6 +68,7 @@ class Recipe:
     dataset: str | None = None
     dataset_split: str = "train"
     dataset_args: dict = field(default_factory=dict)
+    streaming: dict | None = None  # None: load the dataset whole; {shuffle_buffer: rows}: stream its shard files
     model: dict = field(default_factory=dict)
     train: TrainArgs = field(default_factory=TrainArgs)
     eval: dict = field(default_factory=dict)
@@ -65,6 +78,8 @@ class Recipe:
         """Plain-dict form (for recipe.yaml in a run folder)."""
         out = dataclasses.asdict(self)
         out.pop("source")
+        if out["streaming"] is None:  # recipes that do not stream read (and resume) as before the key existed
+            out.pop("streaming")
         out["train"]["betas"] = list(self.train.betas)
         return out
 
@@ -95,6 +110,18 @@ def _betas(value: Any, key: str, source: str) -> tuple[float, float]:
     return tuple(real_number(b, f"{key}[{i}]", source, Bound(lo=0, hi=1, hi_open=True)) for i, b in enumerate(value))
 
 
+ATTENTION_CHOICES = ("sdpa", "eager", "flash_attention_2")  # transformers' attn_implementation names
+TRACKERS = ("tensorboard", "trackio")  # Accelerate trackers that log offline into the run folder / a local store
+
+
+def _report_to(value: Any, key: str, source: str) -> list[str]:
+    """A tracker name or a list of them (each once); `--report-to tensorboard` and `--set train.report_to=tensorboard`."""
+    names = [value] if isinstance(value, str) else value
+    if not isinstance(names, (list, tuple)) or any(n not in TRACKERS for n in names) or len(set(names)) != len(names):
+        raise RecipeError(f"{source}: {key} must be a list of distinct names from {list(TRACKERS)}; got {value!r}")
+    return list(names)
+
+
 # One rule per TrainArgs field (a test keeps the two in step, None allowed exactly where the annotation says so).
 # warmup_steps and stop_after_steps are also bounded by max_steps, checked once all fields are read.
 TRAIN_RULES: dict[str, Check] = {
@@ -104,7 +131,7 @@ TRAIN_RULES: dict[str, Check] = {
     "weight_decay": _real(0),
     "warmup_steps": _whole(0),
     "min_lr_ratio": _real(0, 1),
-    "optimizer": lambda v, k, s: string(v, k, s, ("adamw", "sgd")),
+    "optimizer": lambda v, k, s: string(v, k, s, ("adamw", "sgd", "lars")),
     "momentum": _real(0, 1, hi_open=True),
     "betas": _betas,
     "max_grad_norm": _real(0, lo_open=True, nullable=True),  # null = no clipping
@@ -119,6 +146,15 @@ TRAIN_RULES: dict[str, Check] = {
     "num_workers": _whole(0),
     "stop_after_steps": _whole(1, nullable=True),
     "progress": boolean,
+    "lars_trust_coefficient": _real(0, lo_open=True),
+    "fused": boolean,
+    "foreach": lambda v, k, s: None if v is None else boolean(v, k, s),
+    "tf32": boolean,
+    "compile": boolean,
+    "channels_last": boolean,
+    "attention": lambda v, k, s: None if v is None else string(v, k, s, ATTENTION_CHOICES),
+    "gradient_checkpointing": boolean,
+    "report_to": _report_to,
 }
 
 
@@ -134,23 +170,44 @@ def _train_args(train_in: Any, source: str) -> TrainArgs:
                  Bound(lo=0, hi=train.max_steps, text=f"in [0, train.max_steps = {train.max_steps}]"))
     whole_number(train.stop_after_steps, "train.stop_after_steps", source,
                  Bound(lo=1, hi=train.max_steps, text=f"in [1, train.max_steps = {train.max_steps}]"), nullable=True)
+    _check_optimizer_kernels(train, source)
     return train
+
+
+def _check_optimizer_kernels(train: TrainArgs, source: str) -> None:
+    """fused and foreach pick one implementation of AdamW/SGD: both at once, or either with LARS, is an error."""
+    if train.fused and train.foreach:
+        raise RecipeError(f"{source}: train.fused and train.foreach are two implementations of one optimizer step; set one")
+    if train.optimizer == "lars" and (train.fused or train.foreach):
+        raise RecipeError(f"{source}: train.fused / train.foreach apply to adamw and sgd; train.optimizer is lars")
 
 
 # Arguments of evaluate_model that are not `eval.<protocol>` keys: the model, the dataset (the `dataset` key, which
 # the loop pops) and the protocol (the section's name).
 _EVAL_POSITIONAL = ("model_dir_or_model", "dataset_name", "protocol")
 PROTOCOL_ONLY = {"knn": ("k", "temperature"), "linear-probe": ("C", "max_iter")}  # ignored by the other protocol
+EVAL_ALIASES = {"split_test": "split"}  # old key -> its name now; a recipe may use either, not both
 _text: Check = lambda v, k, s: string(v, k, s)  # noqa: E731
+
+
+def _c_value(value: Any, key: str, source: str) -> float | str:
+    """The linear probe's C: a number > 0, or `auto` (chosen on the validation split)."""
+    if value == C_AUTO:
+        return C_AUTO
+    if isinstance(value, str):
+        raise RecipeError(f"{source}: {key} must be a finite number > 0 or {C_AUTO!r}; got {value!r}")
+    return real_number(value, key, source, Bound(lo=0, lo_open=True))
+
+
 EVAL_RULES: dict[str, Check] = {  # one per evaluate_model keyword argument (a test keeps them in step), and dataset
     "dataset": _text,
     "dataset_args": lambda v, k, s: None if v is None else mapping(v, k, s),
     "label_column": _text,
     "split_train": _text,
-    "split_test": _text,
+    "split": _text,  # absent: the end-of-run evaluation scores validation when the data has it, else test
     "k": _whole(1),
     "temperature": _real(0, lo_open=True),
-    "C": _real(0, lo_open=True),
+    "C": _c_value,
     "max_iter": _whole(1),
     "batch_size": _whole(1),
     "device": lambda v, k, s: None if v is None else string(v, k, s),
@@ -173,12 +230,28 @@ def check_eval(evals: Any, source: str) -> dict:
     out = {}
     for protocol, kwargs in evals.items():
         kwargs, allowed = mapping(kwargs, f"eval.{protocol}", source), eval_keys(protocol)
-        bad = set(kwargs) - allowed
+        bad = set(kwargs) - allowed - set(EVAL_ALIASES)
         if bad:
             raise RecipeError(f"{source}: unknown eval.{protocol} key(s) {sorted(map(str, bad))}; allowed: {sorted(allowed)}")
-        out[protocol] = {k: EVAL_RULES[k](v, f"eval.{protocol}.{k}", source) if k in EVAL_RULES else v
-                         for k, v in kwargs.items()}
+        for old, new in EVAL_ALIASES.items():
+            if old in kwargs and new in kwargs:
+                raise RecipeError(f"{source}: eval.{protocol} sets both {old!r} and {new!r} (the same setting); keep {new!r}")
+        out[protocol] = {EVAL_ALIASES.get(k, k): EVAL_RULES[EVAL_ALIASES.get(k, k)](v, f"eval.{protocol}.{k}", source)
+                         if EVAL_ALIASES.get(k, k) in EVAL_RULES else v for k, v in kwargs.items()}
     return out
+
+
+def _streaming(value: Any, source: str) -> dict | None:
+    """The `streaming:` section: absent or false = load whole; true or {shuffle_buffer: rows} = stream shard files."""
+    from multissl.data.streaming import stream_options
+
+    if value is None or value is False:
+        return None
+    options = {} if value is True else mapping(value, "streaming", source)
+    try:
+        return stream_options(options)  # defaults filled in, so recipe.yaml records what ran
+    except ValueError as err:
+        raise RecipeError(f"{source}: {err}") from err
 
 
 def recipe_from_dict(data: dict, source: str = "<dict>") -> Recipe:
@@ -196,6 +269,7 @@ def recipe_from_dict(data: dict, source: str = "<dict>") -> Recipe:
         dataset=None if dataset is None else string(dataset, "dataset", source),
         dataset_split=string(data.get("dataset_split", "train"), "dataset_split", source),
         dataset_args=mapping(data.get("dataset_args"), "dataset_args", source),
+        streaming=_streaming(data.get("streaming"), source),
         model=mapping(data.get("model"), "model", source),  # values: build_config (needs the method's config)
         train=_train_args(data.get("train"), source),
         eval=check_eval(data.get("eval"), source),

@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 
 from multissl.data import load_dataset_by_name
-from multissl.data.digits import SPLIT_SEED, TEST_FRACTION, stratified_split
+from multissl.data.digits import split_indices
 from multissl.data.digits_captions import CAPTION_TEMPLATES, NUMBER_WORDS
 
 
-@pytest.mark.parametrize("split,n", [("train", 1438), ("test", 359)])
+@pytest.mark.parametrize("split,n", [("train", 1259), ("validation", 179), ("test", 359)])
 def test_same_rows_as_digits_plus_a_caption(split, n):
     ds, digits = load_dataset_by_name("digits_captions", split=split), load_dataset_by_name("digits", split=split)
     assert ds.column_names == ["image", "caption", "label"] and len(ds) == len(digits) == n
@@ -33,7 +33,9 @@ def test_deterministic_and_splits_agree_with_all():
     all_ds = load_dataset_by_name("digits_captions", split="all")
     test = load_dataset_by_name("digits_captions", split="test")
     assert load_dataset_by_name("digits_captions", split="test")["caption"] == test["caption"]
-    _, test_idx = stratified_split(np.asarray(all_ds["label"]), TEST_FRACTION, SPLIT_SEED)
-    assert test["caption"] == [all_ds["caption"][i] for i in test_idx.tolist()]
-    with pytest.raises(ValueError, match="no split 'validation'"):
-        load_dataset_by_name("digits_captions", split="validation")
+    idx = split_indices(np.asarray(all_ds["label"]))
+    assert test["caption"] == [all_ds["caption"][i] for i in idx["test"].tolist()]
+    val = load_dataset_by_name("digits_captions", split="validation")
+    assert val["caption"] == [all_ds["caption"][i] for i in idx["validation"].tolist()]
+    with pytest.raises(ValueError, match="no split 'valid'"):
+        load_dataset_by_name("digits_captions", split="valid")

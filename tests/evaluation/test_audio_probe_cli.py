@@ -28,5 +28,5 @@ def test_linear_probe_cli_on_spoken_digits(cpc_dir, capsys, target):
     assert 0.0 <= result["accuracy"] <= 1.0
     # the whole shipped test split is scored, and the class count is the column's
     test = load_dataset_by_name("spoken_digits", split="test")
-    assert result["n_test"] == len(test) and result["n_train"] == len(load_dataset_by_name("spoken_digits", split="train"))
+    assert result["n_scored"] == len(test) and result["n_train"] == len(load_dataset_by_name("spoken_digits", split="train"))
     assert result["num_classes"] == test.features[target].num_classes and result["feature_dim"] == tiny_cpc_config().context_dim

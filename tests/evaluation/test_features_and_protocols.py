@@ -92,7 +92,8 @@ def test_evaluate_saved_model_knn_and_probe(tmp_path, dummy_method, digits):
     model.save_pretrained(tmp_path / "final")
     res = evaluate_model(tmp_path / "final", "digits", "knn", k=20, progress=False)
     assert json.loads(json.dumps(res)) == res
-    assert res["method"] == "test_dummy_eval" and (res["n_train"], res["n_test"]) == (len(digits[0]), len(digits[1]))
+    assert res["method"] == "test_dummy_eval" and (res["n_train"], res["n_scored"]) == (len(digits[0]), len(digits[1]))
+    assert (res["split_train"], res["split"], res["k"], res["temperature"]) == ("train", "test", 20, 0.1)
     # same number as k-NN on features embedded directly by the in-memory model
     collate = make_dummy_collator(None)
     tr = extract_features(model, digits[0], collate, progress=False)
@@ -131,9 +132,9 @@ def test_cli_linear_probe_and_dataset_args(tmp_path, dummy_method, capsys):
     torch.manual_seed(0)
     DummyEvalModel(DummyEvalConfig()).save_pretrained(tmp_path / "m")
     rc = main(["eval", "linear-probe", "--model", str(tmp_path / "m"), "--dataset", "digits", "--C", "0.5",
-               "--max-iter", "200", "--split-test", "train", "--no-progress"])
+               "--max-iter", "200", "--split", "train", "--no-progress"])
     out = json.loads(capsys.readouterr().out)
-    assert rc == 0 and out["protocol"] == "linear-probe" and out["C"] == 0.5 and out["n_test"] == out["n_train"]
+    assert rc == 0 and out["protocol"] == "linear-probe" and out["C"] == 0.5 and out["n_scored"] == out["n_train"]
     assert out["accuracy"] == out["train_accuracy"]  # scoring the training split itself
     with pytest.raises(SystemExit):
         main(["eval", "knn", "--model", "m", "--dataset", "digits", "--dataset-arg", "no_equals_sign"])

@@ -4,8 +4,11 @@ from __future__ import annotations
 import datasets
 import evaluate
 
+from multissl.evaluation.defaults import PROTOCOL_DEFAULTS
 from multissl.evaluation.evaluate_modules import as_matrix, as_vector
 from multissl.evaluation.knn import knn_accuracy
+
+_KNN = PROTOCOL_DEFAULTS["knn"]  # one table of defaults with `multissl eval` and the recipes
 
 _DESCRIPTION = """Top-1 accuracy of a weighted k-nearest-neighbour vote on frozen features (InstDisc; as used by DINO).
 Each test row's k most cosine-similar train rows vote for their class with weight exp(similarity / temperature).
@@ -17,8 +20,8 @@ Args:
     test_labels: class ids [M] of the test rows.
     train_features: the train bank [N, D] (array, tensor or list of rows), passed to compute.
     train_labels: class ids [N] of the train bank, passed to compute.
-    k: number of neighbours (clipped to N); default 200.
-    temperature: vote temperature (> 0); default 0.1.
+    k: number of neighbours (clipped to N); default 20 (`multissl eval knn`'s, from PROTOCOL_DEFAULTS).
+    temperature: vote temperature (> 0); default 0.1 (the same table).
     num_classes: number of classes; default max label + 1.
 Returns:
     accuracy: fraction of test rows whose predicted class equals their label.
@@ -49,8 +52,8 @@ class KnnAccuracy(evaluate.Metric):
             ),
         )
 
-    def _compute(self, test_features, test_labels, train_features=None, train_labels=None, k: int = 200,
-                 temperature: float = 0.1, num_classes: int | None = None) -> dict[str, float]:
+    def _compute(self, test_features, test_labels, train_features=None, train_labels=None,
+                 k: int = _KNN["k"], temperature: float = _KNN["temperature"], num_classes: int | None = None) -> dict[str, float]:
         if train_features is None or train_labels is None:
             raise ValueError("train_features [N, D] and train_labels [N] must be passed to compute()")
         accuracy = knn_accuracy(

@@ -4,8 +4,11 @@ from __future__ import annotations
 import datasets
 import evaluate
 
+from multissl.evaluation.defaults import PROTOCOL_DEFAULTS
 from multissl.evaluation.evaluate_modules import as_matrix, as_vector
 from multissl.evaluation.linear_probe import linear_probe_accuracy
+
+_PROBE = PROTOCOL_DEFAULTS["linear-probe"]  # one table of defaults with `multissl eval` and the recipes
 
 _DESCRIPTION = """Linear probe: multinomial logistic regression (scikit-learn, L-BFGS) fitted on standardised frozen
 train features and scored on the test rows. Test rows stream in through add_batch; the train split is given to compute."""
@@ -16,8 +19,8 @@ Args:
     test_labels: class ids [M] of the test rows.
     train_features: train rows [N, D], passed to compute.
     train_labels: class ids [N] (at least two classes), passed to compute.
-    C: inverse L2 regularisation strength; default 1.0.
-    max_iter: L-BFGS iteration limit; default 1000.
+    C: inverse L2 regularisation strength; default 1.0 (`multissl eval linear-probe`'s, from PROTOCOL_DEFAULTS).
+    max_iter: L-BFGS iteration limit; default 1000 (the same table).
 Returns:
     accuracy, train_accuracy, C, max_iter, n_iter (iterations the solver used).
 Example:
@@ -45,8 +48,8 @@ class LinearProbe(evaluate.Metric):
             ),
         )
 
-    def _compute(self, test_features, test_labels, train_features=None, train_labels=None, C: float = 1.0,
-                 max_iter: int = 1000) -> dict[str, float]:
+    def _compute(self, test_features, test_labels, train_features=None, train_labels=None,
+                 C: float = _PROBE["C"], max_iter: int = _PROBE["max_iter"]) -> dict[str, float]:
         if train_features is None or train_labels is None:
             raise ValueError("train_features [N, D] and train_labels [N] must be passed to compute()")
         return linear_probe_accuracy(
