@@ -63,14 +63,19 @@ def _optimizer_parts(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.
 
 
 def save_checkpoint(folder: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
-                    scaler: Any, *, step: int, method: str) -> Path:
-    """Write model, optimizer, scheduler, grad-scaler and loop state into `folder` (which must not exist yet)."""
+                    scaler: Any, *, step: int, method: str, data_state: list | None = None) -> Path:
+    """Write model, optimizer, scheduler, grad-scaler and loop state into `folder` (which must not exist yet).
+
+    data_state: a streamed dataset's position, one JSON-able entry per process (None for indexed data, whose
+    position is the step); stored in state.json under "data" and handed back to the data loader on resume.
+    """
     folder.mkdir(parents=True)
     save_model(model, str(folder / MODEL_FILE))  # handles tied weights (shared storage) without pickling
     tensors, optim_rest = _optimizer_parts(optimizer)
     save_file(tensors, str(folder / OPTIMIZER_FILE))
     state = {"format": FORMAT, "step": step, "method": method, "optimizer": optim_rest,
-             "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict() if scaler is not None else None}
+             "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict() if scaler is not None else None,
+             "data": data_state}
     # allow_nan=False: a checkpoint is only written from a finite run; anything else is a bug worth failing on
     (folder / STATE_FILE).write_text(json.dumps(state, allow_nan=False))
     return folder

@@ -1,0 +1,233 @@
+"""Local shards read as a stream (recipe key `streaming:`): parquet, JSON lines, text, CSV and WebDataset `.tar` files.
+
+Rows come from `datasets` in streaming mode, a window at a time, so memory stays flat however large the corpus.
+
+Why windows and not datasets' own `IterableDataset.shuffle` buffer: that rolling buffer is not part of
+`state_dict()` (a resumed stream refills it from the resume point, and the rows it held are lost), so a resumed
+run would not see the batches the uninterrupted run saw. Here a stream is cut into windows of `shuffle_buffer`
+rows and each window is emitted in a seeded random order; file order is reshuffled every epoch. A position is
+(epoch, window, datasets' `state_dict()` at the window's start, rows of the window already emitted): resuming
+re-reads at most one window and continues at the exact next row. Positions are plain JSON.
+
+Each (process, loader stream) pair is one node of `datasets.distributed.split_dataset_by_node`: whole files per
+node when the file count divides by the node count, else every node reads every file and keeps every n-th row.
+Either way no row goes to two nodes or to none.
+"""
+from __future__ import annotations
+
+import tarfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+STREAM_BUILDERS = {".parquet": "parquet", ".jsonl": "json", ".json": "json", ".csv": "csv", ".txt": "text", ".md": "text",
+                   ".tar": "webdataset"}
+STREAM_OPTIONS = {"shuffle_buffer": 1000}  # the recipe's `streaming:` keys and their defaults
+READ_ROWS = 256  # rows per read when not shuffling (shuffle_buffer < 2)
+# WebDataset fields decoded through a (restricted) unpickler by datasets' webdataset builder: refused up front.
+PICKLED_FIELDS = {"pth"}
+
+
+def stream_options(options: dict[str, Any] | None) -> dict[str, int]:
+    """The streaming options with defaults filled in; ValueError naming an unknown key or a bad value."""
+    options = dict(options or {})
+    unknown = sorted(set(options) - set(STREAM_OPTIONS))
+    if unknown:
+        raise ValueError(f"streaming: unknown option(s) {unknown}; allowed: {sorted(STREAM_OPTIONS)}")
+    out = {**STREAM_OPTIONS, **options}
+    value = out["shuffle_buffer"]
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"streaming.shuffle_buffer must be a whole number >= 0 (rows; 0 = file order); got {value!r}")
+    return out
+
+
+def stream_files(path: Path, split: str) -> tuple[str, list[str]]:
+    """(builder, sorted files) of one split of a local file or folder; `train/`, `validation/`, `test/` are splits."""
+    from multissl.data.splits import SPLIT_DIRS
+
+    if not path.exists():
+        raise FileNotFoundError(f"dataset path {str(path)!r} does not exist")
+    if path.is_file():
+        if split not in ("train", "all"):
+            raise ValueError(f"{str(path)!r} is a single file: split {split!r} does not exist (use 'train' or 'all')")
+        files = [path]
+    else:
+        splits = [s for s in SPLIT_DIRS if (path / s).is_dir()]
+        if splits and split != "all" and split not in splits:
+            raise ValueError(f"{str(path)!r} has no split {split!r}; available splits: {', '.join(splits)} (or 'all')")
+        roots = [path / split] if split in splits else [path]
+        files = sorted(p for root in roots for p in root.rglob("*") if p.is_file() and p.suffix.lower() in STREAM_BUILDERS
+                       and not any(part.startswith(".") for part in p.relative_to(path).parts))
+    builders = {STREAM_BUILDERS.get(p.suffix.lower()) for p in files}
+    if not files or None in builders:
+        raise ValueError(f"streaming reads shard files ({', '.join(sorted(STREAM_BUILDERS))}); {str(path)!r} has none for "
+                         f"split {split!r}; write a folder of images/audio/text into shards with `multissl data shard`")
+    if len(builders) > 1:
+        raise ValueError(f"cannot stream {str(path)!r}: it mixes file kinds {sorted(builders)}; keep one kind per folder")
+    return builders.pop(), [str(p) for p in files]
+
+
+def _check_tar(file: str) -> None:
+    """ValueError unless `file` is a tar whose members datasets would not unpickle (headers only, no data read)."""
+    try:
+        with tarfile.open(file, "r:") as tar:
+            for member in tar:
+                if member.name.rsplit(".", 1)[-1].lower() in PICKLED_FIELDS:
+                    raise ValueError(f"{file!r} member {member.name!r} would be unpickled; multissl never unpickles "
+                                     "data files: store tensors as .npy")
+    except tarfile.TarError as err:
+        raise ValueError(f"{file!r} is not a readable (uncompressed) tar: {err}") from err
+
+
+class RowStream:
+    """A local dataset read as a stream: `node_batches` yields rows of one node, a window at a time.
+
+    Stands where a `datasets.Dataset` stands in a data hook (DataRequest.load -> BatchSource), but has no
+    length and cannot be indexed or read whole.
+    """
+
+    def __init__(self, source: str, split: str = "train", shuffle_buffer: int = STREAM_OPTIONS["shuffle_buffer"],
+                 **load_kwargs: Any):
+        self.source, self.split, self.shuffle_buffer = str(source), split, shuffle_buffer
+        self.builder, self.files = stream_files(Path(source).expanduser(), split)
+        if self.builder == "webdataset":
+            for file in self.files:
+                _check_tar(file)
+        if self.builder == "text":
+            load_kwargs.setdefault("sample_by", "paragraph")  # as the map-style loader reads text
+        self.load_kwargs = load_kwargs
+        # Reads the schema now (and warms datasets' imports before DataLoader workers fork).
+        probe = self._dataset(self.files)
+        self.features = probe.features or {}  # json/csv/text: types are known only once rows are read
+        first = next(probe.iter(batch_size=1), None)
+        if first is None:
+            raise ValueError(f"{self.source!r} has no rows in split {split!r}; expected shard files with at least one row")
+        self.column_names = list(first)
+
+    def __len__(self) -> int:
+        raise ValueError(self._not_whole("len()"))
+
+    def __getitem__(self, key: Any) -> Any:
+        raise ValueError(self._not_whole(f"dataset[{key!r}]"))
+
+    def _not_whole(self, what: str) -> str:
+        return (f"{self.source!r} is streamed (recipe key `streaming`), so {what} is not available: this method's data "
+                "hook needs the whole dataset; train it without `streaming` (text methods stream with model.grouping: line)")
+
+    def _dataset(self, files: list[str]):
+        """A datasets.IterableDataset over `files` in this order, columns named as multissl's collators expect."""
+        import datasets
+
+        try:
+            ds = datasets.load_dataset(self.builder, data_files={"train": files}, split="train", streaming=True,
+                                       **self.load_kwargs)
+        except (ValueError, TypeError, OSError, datasets.exceptions.DatasetGenerationError) as err:
+            raise ValueError(f"cannot stream {self.source!r} with datasets' {self.builder!r} builder: "
+                             f"{type(err).__name__}: {(str(err).strip().splitlines() or [''])[0]}") from err
+        if self.builder == "webdataset":
+            ds = _webdataset_columns(ds)
+        for name, feature in (ds.features or {}).items():  # keep images/audio encoded in the window; decoded per batch
+            if isinstance(feature, (datasets.Image, datasets.Audio)) and feature.decode:
+                ds = ds.cast_column(name, type(feature)(decode=False))
+        return ds
+
+    def epoch_files(self, epoch: int, seed: int) -> list[str]:
+        """The files in the order epoch `epoch` reads them (a seeded permutation per epoch when shuffling)."""
+        if self.shuffle_buffer < 2:
+            return list(self.files)
+        import numpy as np
+
+        order = np.random.default_rng([seed, epoch, 0]).permutation(len(self.files))
+        return [self.files[i] for i in order]
+
+    def node_rows(self, node: int, num_nodes: int, seed: int, position: dict | None = None
+                  ) -> Iterator[tuple[dict, tuple]]:
+        """Rows of node `node` of `num_nodes`, epoch after epoch, each with the position after it (see module doc)."""
+        import datasets.distributed
+        import numpy as np
+
+        p = position or {"epoch": 0, "window": 0, "start": None, "offset": 0}
+        epoch, window, start, offset = p["epoch"], p["window"], p["start"], p["offset"]
+        size = self.shuffle_buffer if self.shuffle_buffer >= 2 else READ_ROWS
+        while True:
+            fresh, emitted = start is None and window == 0, False
+            ds = datasets.distributed.split_dataset_by_node(self._dataset(self.epoch_files(epoch, seed)),
+                                                            rank=node, world_size=num_nodes)
+            if start is not None:
+                ds.load_state_dict(start)
+            for columns in ds.iter(batch_size=size):  # .iter: no second split by DataLoader worker (we did it)
+                rows = self._kept([dict(zip(columns, values)) for values in zip(*columns.values())])
+                order = (np.random.default_rng([seed, epoch, node, window]).permutation(len(rows))
+                         if self.shuffle_buffer >= 2 else range(len(rows)))
+                for i in range(offset, len(rows)):
+                    emitted = True
+                    yield rows[order[i]], (epoch, window, start, i + 1)
+                start, window, offset = ds.state_dict(), window + 1, 0  # the next window starts here
+            if fresh and not emitted:
+                raise ValueError(f"{self.source!r}: stream {node} of {num_nodes} (processes x loader streams) got no rows; "
+                                 "the data has fewer rows than that: use fewer train.num_workers / processes or more data")
+            epoch, window, start, offset = epoch + 1, 0, None, 0
+
+    def _kept(self, rows: list[dict]) -> list[dict]:
+        """Text read by paragraph: stripped, blank rows dropped (as the map-style loader does)."""
+        if self.builder != "text":
+            return rows
+        rows = [{**r, "text": r["text"].strip()} for r in rows]
+        return [r for r in rows if r["text"]]
+
+    def node_batches(self, node: int, num_nodes: int, batch_size: int, seed: int, position: dict | None = None
+                     ) -> Iterator[tuple[list[dict], dict]]:
+        """Full batches of `batch_size` decoded rows of one node, each with the JSON-able position after it."""
+        rows: list[dict] = []
+        for row, (epoch, window, start, offset) in self.node_rows(node, num_nodes, seed, position):
+            rows.append(row)
+            if len(rows) == batch_size:
+                yield self.decoded(rows), {"epoch": epoch, "window": window, "start": start, "offset": offset}
+                rows = []
+
+    def decoded(self, rows: list[dict]) -> list[dict]:
+        """Rows with image columns decoded to PIL images (audio stays {"path", "bytes"}: the collators decode it)."""
+        import datasets
+
+        images = [n for n, f in self.features.items() if isinstance(f, datasets.Image)]
+        if not images:
+            return rows
+        decode = datasets.Image().decode_example
+        try:
+            return [{**r, **{n: decode(r[n]) for n in images if r[n] is not None}} for r in rows]
+        except (OSError, ValueError) as err:  # a truncated or non-image file inside a shard
+            raise ValueError(f"{self.source!r}: an image in the stream cannot be decoded ({err}); fix or drop that row") from err
+
+
+def _webdataset_columns(ds):
+    """WebDataset fields -> multissl's column names: image, audio, label (`cls`), caption or text (`txt`)."""
+    import datasets
+
+    features = ds.features or {}
+    kinds = {n: type(f) for n, f in features.items()}
+    has_image = any(k is datasets.Image for k in kinds.values())
+    rename = {}
+    for name, kind in kinds.items():
+        ext = name.rsplit(".", 1)[-1].lower()
+        if kind is datasets.Image:
+            rename[name] = "image"
+        elif kind is datasets.Audio:
+            rename[name] = "audio"
+        elif ext == "cls":
+            rename[name] = "label"
+        elif ext in ("txt", "text"):
+            rename[name] = "caption" if has_image else "text"
+    if len(set(rename.values())) < len(rename):
+        raise ValueError(f"WebDataset samples hold several fields of one kind {sorted(rename)}; keep one image/audio/text field")
+    ds = ds.remove_columns([c for c in ("__key__", "__url__") if c in features])
+    return ds.rename_columns({k: v for k, v in rename.items() if k != v})
+
+
+def open_stream(name: str, split: str = "train", options: dict | None = None, **load_kwargs: Any) -> RowStream:
+    """A RowStream over a local file or folder of shards; built-in dataset names are loaded whole, not streamed."""
+    from multissl.registry import DATASETS
+
+    if name in DATASETS and not Path(name).exists():
+        raise ValueError(f"streaming reads local shard files; {name!r} is a built-in dataset, loaded whole: drop "
+                         "`streaming`, or write its files into shards (`multissl data shard`) and name that folder")
+    return RowStream(name, split, **stream_options(options), **load_kwargs)
