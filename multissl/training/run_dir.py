@@ -35,7 +35,8 @@ except ImportError:  # Windows
 
 LOCK_FILE = ".multissl.lock"
 # Everything the loop (and a method's on_train_end) writes into a run folder, in the order a listing shows them.
-RUN_ARTEFACTS = ("checkpoints", "metrics.jsonl", "recipe.yaml", "loss_curve.png", "final", "eval.json", "reconstructions.png")
+RUN_ARTEFACTS = ("checkpoints", "metrics.jsonl", "recipe.yaml", "loss_curve.png", "final", "eval.json", "reconstructions.png",
+                 "tensorboard")
 _STEP_TMP = re.compile(r"step_\d+\.tmp")
 # multissl.atomic's temp names: tempfile's `.{name}.tmp-XXXXXXXX` and the replaced copy `.{name}.old-{pid}`.
 _ATOMIC_TMP = re.compile(r"\.(?P<name>.+)\.tmp-[A-Za-z0-9_]+")

@@ -1,4 +1,9 @@
-"""`accelerate launch --num_processes 2 --cpu` runs the real CLI end to end (NT-Xent gathers across processes)."""
+"""`torchrun --nproc_per_node 2 -m multissl.cli train` runs the real CLI on 2 CPU processes (NT-Xent gathers across them).
+
+Not `accelerate launch --num_processes 2 --cpu`: Accelerate 1.15's launcher starts ONE process for --cpu, so that
+command never tested two. multissl forms the gloo group itself when WORLD_SIZE > 1 and there is no GPU, and refuses
+a multi-process launch that forms no group (multissl/training/fsdp.py check_launch): a green run is a 2-process run.
+"""
 import json
 import os
 import shutil
@@ -7,6 +12,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from tests.gloo import free_port
 
 RECIPE = """
 method: simclr
@@ -21,14 +28,15 @@ train: {max_steps: 4, batch_size: 8, learning_rate: 1.0e-3, log_every: 1, save_e
 
 
 @pytest.mark.slow
-def test_accelerate_launch_two_cpu_processes(tmp_path):
-    launcher = shutil.which("accelerate", path=str(Path(sys.executable).parent)) or shutil.which("accelerate")
-    assert launcher, "accelerate's launcher must be installed with the package"
+def test_torchrun_two_cpu_processes(tmp_path):
+    launcher = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or shutil.which("torchrun")
+    assert launcher, "torch's launcher must be installed with the package"
     recipe = tmp_path / "r.yaml"
     recipe.write_text(RECIPE)
-    env = dict(os.environ, OMP_NUM_THREADS="1", MASTER_PORT="29517")
-    cmd = [launcher, "launch", "--num_processes", "2", "--cpu", "--num_machines", "1", "--mixed_precision", "no",
-           "--dynamo_backend", "no", "-m", "multissl.cli", "train", str(recipe), "--output-dir", str(tmp_path / "run")]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    port = str(free_port())
+    cmd = [launcher, "--nproc_per_node", "2", "--master_port", port, "-m", "multissl.cli", "train", str(recipe),
+           "--output-dir", str(tmp_path / "run")]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]

@@ -1,0 +1,96 @@
+"""Experiment tracking through Accelerate's trackers, beside metrics.jsonl (`train: report_to: [tensorboard]`).
+
+Every row the loop writes to metrics.jsonl (loss, per-method scalars, lr, samples_per_s) goes to each tracker
+at the same step. TensorBoard writes into `<run>/tensorboard/` (`tensorboard --logdir <run>/tensorboard`);
+trackio keeps its local store (offline: nothing is sent anywhere). Trackers run on the main process only.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from multissl.training.metrics_log import MetricsLog
+
+TENSORBOARD_DIR = "tensorboard"
+
+
+class TrackedMetricsLog:
+    """A MetricsLog whose rows also go to Accelerate trackers (same interface: write, rows, close)."""
+
+    def __init__(self, log: MetricsLog, trackers: list[Any]):
+        self.log, self.trackers = log, trackers
+
+    def write(self, row: dict) -> None:
+        """Append `row` to metrics.jsonl and log its numbers to every tracker at row['step'], flushed."""
+        self.log.write(row)
+        values = {k: v for k, v in row.items() if k != "step" and isinstance(v, (int, float))}
+        for tracker in self.trackers:
+            tracker.log(values, step=row["step"])
+            _flush(tracker)
+
+    def rows(self) -> list[dict]:
+        """All rows of metrics.jsonl."""
+        return self.log.rows()
+
+    def close(self) -> None:
+        """Finish every tracker (idempotent)."""
+        for tracker in self.trackers:
+            tracker.finish()
+        self.trackers = []
+
+
+def with_trackers(log: MetricsLog, report_to: list[str], out: Path, run_name: str, config: dict,
+                  resume_step: int | None) -> MetricsLog | TrackedMetricsLog:
+    """`log` itself when report_to is empty; else a TrackedMetricsLog with one started tracker per name.
+
+    On --resume, TensorBoard drops the events after `resume_step` that the interrupted run had written
+    (SummaryWriter's purge_step), so its curves match metrics.jsonl.
+    """
+    if not report_to:
+        return log
+    trackers = [_start(name, Path(out), run_name, resume_step) for name in report_to]
+    for tracker in trackers:
+        tracker.store_init_configuration(_flat_scalars(config))
+    return TrackedMetricsLog(log, trackers)
+
+
+def _start(name: str, out: Path, run_name: str, resume_step: int | None) -> Any:
+    from accelerate.utils import is_tensorboard_available, is_trackio_available
+
+    if name == "tensorboard":
+        if not is_tensorboard_available():
+            raise ValueError("train.report_to: tensorboard is not installed (pip install tensorboard)")
+        from accelerate.tracking import TensorBoardTracker
+
+        kwargs = {"purge_step": resume_step + 1} if resume_step is not None else {}
+        tracker = TensorBoardTracker(TENSORBOARD_DIR, out, **kwargs)  # -> <out>/tensorboard/
+    elif name == "trackio":
+        if not is_trackio_available():
+            raise ValueError("train.report_to: trackio is not installed (pip install trackio)")
+        from accelerate.tracking import TrackioTracker
+
+        tracker = TrackioTracker(run_name, name=out.name)  # project = method, run = the run folder's name
+    else:
+        raise ValueError(f"train.report_to: unknown tracker {name!r}; expected tensorboard or trackio")
+    tracker.start()
+    return tracker
+
+
+def _flush(tracker: Any) -> None:
+    writer = getattr(tracker, "writer", None)  # TensorBoard: write events now, so a killed run keeps them
+    if writer is not None:
+        writer.flush()
+
+
+def _flat_scalars(config: dict, prefix: str = "") -> dict[str, bool | int | float | str]:
+    """{'train.batch_size': 64, 'model.augment.crop_scale': '[0.2, 1.0]', ...}: hyperparameters as trackers take them."""
+    out: dict[str, bool | int | float | str] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(_flat_scalars(value, f"{name}."))
+        elif isinstance(value, (bool, int, float, str)):
+            out[name] = value
+        else:  # lists, None: their text
+            out[name] = str(value)
+    return out
