@@ -18,13 +18,19 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Load the multissl model and save its encoder with save_encoder (or one CLIP tower with save_tower)."""
+    """Load the multissl model and save its encoder with save_encoder (or one CLIP tower with save_tower).
+
+    The export's model card takes the run's recipe.yaml and eval.json from the model folder's parent (RUN/final ->
+    RUN/) when they are there.
+    """
     from multissl.models.export import save_encoder
     from multissl.models.loading import load_model
+    from multissl.models.model_card import load_context
 
     model = load_model(args.model)
+    context = load_context(args.model)
     if args.tower is None:
-        out = save_encoder(model, args.out)
+        out = save_encoder(model, args.out, context)
         what = "encoder"
     else:
         from multissl.models.clip import ClipModel, save_tower
@@ -34,7 +40,8 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"--tower applies to CLIP models only; {args.model} is a "
                              f"{getattr(model.config, 'model_type', type(model).__name__)!r} model "
                              f"(drop --tower to export its encoder)")
-        out = save_tower(model, args.out, args.tower)
+        out = save_tower(model, args.out, args.tower, context)
         what = f"{args.tower} tower"
-    print(f"exported {what} to {out} (load it with transformers.AutoModel.from_pretrained)")
+    print(f"exported {what} to {out} (a plain transformers folder with its processor/tokenizer and README.md; "
+          "docs/exports.md lists the loaders)")
     return 0

@@ -103,13 +103,19 @@ class MethodModel(PreTrainedModel):
         raise NotImplementedError(f"{type(self).__name__} must define encoder_for_export()")
 
     def save_export_extras(self, out_dir: Path) -> None:
-        """Write what inference needs beside the exported encoder (tokenizer, processor); default: nothing."""
+        """Write what inference needs beside the encoder (export and final/): tokenizer, image processor, audio feature
+        extractor. Default: the modality's standard one (image: the eval transform as a ViTImageProcessor; audio: a
+        Wav2Vec2FeatureExtractor at config.sampling_rate); text methods write their tokenizer."""
+        from multissl.models.processors import save_modality_processor
 
-    def save_encoder(self, out_dir: str | Path) -> Path:
-        """Write encoder_for_export() and its extras as a plain Hugging Face folder, atomically."""
+        save_modality_processor(self, out_dir)
+
+    def save_encoder(self, out_dir: str | Path, context: Any = None) -> Path:
+        """Write encoder_for_export(), its extras and a model card (README.md; `context`: a model_card.CardContext with the
+        run's recipe / eval.json) as a plain Hugging Face folder, atomically."""
         from multissl.models.export import save_encoder
 
-        return save_encoder(self, out_dir)
+        return save_encoder(self, out_dir, context)
 
     # ---- training-loop hooks ---------------------------------------------------------------------
 

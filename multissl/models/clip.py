@@ -6,6 +6,7 @@ pipeline runs a trained multissl model as is.
 """
 from __future__ import annotations
 
+import copy
 import inspect
 import math
 from contextlib import nullcontext
@@ -19,8 +20,6 @@ from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.utils import ModelOutput
 
-from multissl.atomic import atomic_dir
-from multissl.modalities.image.transforms import MEAN, STD
 from multissl.modalities.image_text import ImageCaptionCollator
 from multissl.modalities.text.sentences import load_tokenizer
 from multissl.models.base import MethodConfig, MethodModel
@@ -102,11 +101,9 @@ def make_clip_collator(config: ClipConfig, train: bool = True) -> ImageCaptionCo
 
 def make_image_processor(config: ClipConfig):
     """A transformers image processor doing what the eval collator does: RGB, resize to S x S, scale, normalise."""
-    from transformers import ViTImageProcessor
+    from multissl.models.processors import image_processor
 
-    s = config.image_size
-    return ViTImageProcessor(do_resize=True, size={"height": s, "width": s}, do_rescale=True, rescale_factor=1 / 255,
-                             do_normalize=True, image_mean=list(MEAN), image_std=list(STD), do_convert_rgb=True)
+    return image_processor(config.image_size)
 
 
 def tiny_clip_config() -> ClipConfig:
@@ -243,27 +240,30 @@ class ClipModel(MethodModel):
         make_image_processor(self.config).save_pretrained(out_dir)
 
     def save_pretrained(self, save_directory, *args, **kwargs) -> None:
-        """save_pretrained + tokenizer + image processor, so pipeline(..., model=DIR) finds everything in DIR."""
+        """save_pretrained + tokenizer + image processor (+ a CLIPProcessor holding both, for AutoProcessor), so
+        pipeline(..., model=DIR) and AutoProcessor.from_pretrained(DIR) find everything in DIR."""
+        from transformers import CLIPProcessor
+
         super().save_pretrained(save_directory, *args, **kwargs)
         if kwargs.get("is_main_process", True):
-            load_tokenizer(self.config.tokenizer_path).save_pretrained(save_directory)
-            make_image_processor(self.config).save_pretrained(save_directory)
+            tokenizer, images = load_tokenizer(self.config.tokenizer_path), make_image_processor(self.config)
+            tokenizer.save_pretrained(save_directory)
+            images.save_pretrained(save_directory)
+            # a copy: saving a processor marks its tokenizer (processor_class), and load_tokenizer's object is shared
+            CLIPProcessor(image_processor=images, tokenizer=copy.deepcopy(tokenizer)).save_pretrained(save_directory)
 
 
-def save_tower(model: ClipModel, out_dir: str | Path, tower: str = "text") -> Path:
-    """Write one tower as a plain HF folder (text: + tokenizer; vision: + image processor), atomically."""
+def save_tower(model: ClipModel, out_dir: str | Path, tower: str = "text", context=None) -> Path:
+    """Write one tower as a plain HF folder (text: + tokenizer + the sentence-transformers layout with text_pooler;
+    vision: + image processor) and its model card, atomically. `context`: a model_card.CardContext (recipe, eval.json)."""
+    from multissl.models.export import save_encoder
+
     if tower not in ("text", "vision"):
         raise ValueError(f"tower must be 'text' or 'vision'; got {tower!r}")
-
-    def write(tmp: Path) -> None:
-        if tower == "text":
-            model.text_model.save_pretrained(tmp, safe_serialization=True)
-            load_tokenizer(model.config.tokenizer_path).save_pretrained(tmp)
-        else:
-            model.vision_model.save_pretrained(tmp, safe_serialization=True)
-            model.save_export_extras(tmp)
-
-    return atomic_dir(out_dir, write)
+    if tower == "vision":
+        return save_encoder(model, out_dir, context)
+    return save_encoder(model, out_dir, context, encoder=model.text_model,
+                        extras=lambda tmp: load_tokenizer(model.config.tokenizer_path).save_pretrained(tmp))
 
 
 def _register_zero_shot_auto() -> None:

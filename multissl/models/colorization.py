@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -202,3 +203,9 @@ class ColorizationModel(MethodModel):
     def encoder_for_export(self) -> PreTrainedModel:
         """The plain HF vision backbone (takes the L channel repeated to 3 channels, scaled to [-1, 1])."""
         return self.backbone
+
+    def save_export_extras(self, out_dir: Path) -> None:
+        """The image processor that computes the encoder's input (CIE L*), as code: no standard processor does."""
+        from multissl.models.processors import save_lab_lightness_processor
+
+        save_lab_lightness_processor(self.config.image_size, out_dir)

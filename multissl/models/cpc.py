@@ -2,8 +2,9 @@
 
 z_t = g_enc(x) is one frame per 10 ms (kernels 10,8,4,4,4 / strides 5,4,2,2,2 = hop 160);
 c_t = g_ar(z_<=t) (GRU by default; LSTM or a small causal transformer); W_k c_t predicts z_{t+k}.
-Our own architecture, so the exported encoder (`CPCEncoder`: g_enc + g_ar) is a multissl
-PreTrainedModel: it loads with `transformers.AutoModel` after `multissl.register_auto_classes()` (see docs/audio.md).
+`CPCEncoder` (g_enc + g_ar) is our own PreTrainedModel: it loads with `transformers.AutoModel` after
+`multissl.register_auto_classes()`. `multissl export` writes g_enc as a standard transformers HubertModel whose
+conv feature encoder is g_enc exactly (models/cpc_export.py, docs/exports.md); g_ar stays in the multissl folder.
 """
 from __future__ import annotations
 
@@ -246,9 +247,12 @@ class CPCModel(_CPCPreTrained, MethodModel):
         w = frame_mask(enc.frame_lengths, h.shape[1]).to(h.dtype).unsqueeze(-1)  # [B, T, 1]
         return (h * w).sum(1) / w.sum(1)
 
-    def encoder_for_export(self) -> CPCEncoder:
-        """g_enc + g_ar as a CPCEncoder (a multissl PreTrainedModel: AutoModel loads it once this module is imported)."""
-        return self.encoder
+    def encoder_for_export(self) -> PreTrainedModel:
+        """g_enc as a standard transformers HubertModel (models/cpc_export.py): `feature_extractor(input_values)` is z
+        exactly and nothing needs multissl; the context network g_ar stays in the multissl folder (norm='layer' only)."""
+        from multissl.models.cpc_export import cpc_encoder_to_hubert
+
+        return cpc_encoder_to_hubert(self.encoder)
 
 
 register_auto(CPCEncoderConfig, CPCEncoder)  # an exported encoder folder rebuilds with AutoModel once this module is imported

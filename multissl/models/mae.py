@@ -173,5 +173,9 @@ class MAEModel(MethodModel):
         return save_reconstruction_grid([images, masked, recon], Path(output_dir) / "reconstructions.png")
 
     def encoder_for_export(self) -> PreTrainedModel:
-        """The plain HF ViTModel (without pooler)."""
-        return self.backbone
+        """A plain HF ViTModel: the encoder, with an identity pooler (pooler_output = the CLS state; MAE trains no
+        pooler, and ViTModel always builds one, so a missing one would load as random weights). `embed` is the mean of
+        last_hidden_state[:, 1:] (the patch tokens)."""
+        from multissl.models.export import vit_with_identity_pooler
+
+        return vit_with_identity_pooler(self.backbone)
