@@ -162,3 +162,20 @@ def test_set_takes_several_values_after_one_flag_and_repeats():
 
     args = build_parser().parse_args(["train", "r.yaml", "--output-dir", "o", "--set", "a=1", "b=2", "--set", "c=3"])
     assert args.overrides == ["a=1", "b=2", "c=3"] and args.recipe == "r.yaml"
+
+
+def test_train_prints_the_resolved_recipe_first(tmp_path, capsys):
+    """The run shows every default and override it trains with before any work (issue 15)."""
+    import yaml
+
+    from multissl.cli import main as cli_main
+
+    code = cli_main(["train", "recipes/simclr_digits.yaml", "--output-dir", str(tmp_path / "r"), "--set", "train.max_steps=1",
+                     "train.batch_size=8", "train.progress=false", "train.num_workers=0", "train.save_every=0", "train.warmup_steps=0",
+                     "model.loss_temperature=0.3", "eval={}"])
+    out = capsys.readouterr().out
+    assert code == 0 and out.startswith("resolved recipe (recipes/simclr_digits.yaml")
+    shown = yaml.safe_load(out.split(":\n", 1)[1].split("\nsaved model to")[0].split("\neval ")[0])
+    assert shown["model"]["loss_temperature"] == 0.3 and shown["train"]["max_steps"] == 1
+    assert shown["train"]["min_lr_ratio"] == 0.0  # a default the recipe file never wrote
+    assert shown == yaml.safe_load((tmp_path / "r" / "recipe.yaml").read_text())

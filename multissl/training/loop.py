@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import time
 from contextlib import nullcontext
@@ -19,24 +20,28 @@ from typing import Any
 import torch
 import yaml
 from accelerate import Accelerator
+from accelerate.utils import gather_object
 from torch.optim.lr_scheduler import LambdaLR
-from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from multissl.atomic import apply_umask, atomic_dir, atomic_write_text
-from multissl.data.batches import DataRequest, RangeSampler, derive_seed, seed_everything
+from multissl.data.batches import BatchLoader, DataRequest, derive_seed, open_batches, seed_everything
 from multissl.errors import TrainingDivergedError
 from multissl.models.base import MethodConfig, MethodModel, config_keys
 from multissl.registry import MethodSpec, get_method
 from multissl.schedules import warmup_cosine
 from multissl.training import run_dir
-from multissl.training.checkpoint import CHECKPOINTS, checkpoint_dirs, load_checkpoint, prune_checkpoints, replace_dir, save_checkpoint
+from multissl.training.checkpoint import CHECKPOINTS, checkpoint_dirs, load_checkpoint, prune_checkpoints, read_state, replace_dir, save_checkpoint
 from multissl.training.config import Recipe, RecipeError, TrainArgs
+from multissl.training.fsdp import check_launch, full_state_dict, prepare_for_fsdp
 from multissl.training.interrupt import RunInterrupted, StopRequests, ignore_interrupts_in_worker
 from multissl.training.metrics_log import MetricsLog, plot_loss_curve
+from multissl.training.performance import apply_model_settings, compile_backbones
+from multissl.training.performance import make_optimizer as _make_optimizer
 from multissl.training.recipe_checks import build_method_config, config_errors
 from multissl.training.resume import check_resume_recipe
 from multissl.training.run_eval import check_eval, evaluate_run
+from multissl.training.tracking import with_trackers
 
 
 @dataclass
@@ -65,14 +70,9 @@ def build_model(spec: MethodSpec, config: MethodConfig) -> MethodModel:
     return spec.model_class.build(config)
 
 
-def make_optimizer(model: torch.nn.Module, args: TrainArgs) -> torch.optim.Optimizer:
-    """AdamW/SGD with no weight decay on biases and norm weights (1-D parameters)."""
-    decay = [p for p in model.parameters() if p.requires_grad and p.dim() > 1]
-    no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() <= 1]
-    groups = [{"params": decay, "weight_decay": args.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    if args.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=args.learning_rate, momentum=args.momentum)
-    return torch.optim.AdamW(groups, lr=args.learning_rate, betas=tuple(args.betas))
+def make_optimizer(model: torch.nn.Module, args: TrainArgs, device: torch.device | str | None = None) -> torch.optim.Optimizer:
+    """AdamW/SGD/LARS with no weight decay on biases and norm weights (1-D parameters); fused/foreach kernels."""
+    return _make_optimizer(model, args, device)
 
 
 def _to_device(batch: Any, device: torch.device) -> Any:
@@ -104,6 +104,7 @@ def train(recipe: Recipe, output_dir: str | Path, resume: bool = False, overwrit
     if dataset_name is None:
         raise RecipeError(f"{recipe.source}: no 'dataset' given and method {spec.name!r} has no default dataset")
     accelerator = accelerator or _make_accelerator(args.mixed_precision)
+    check_launch(accelerator, args, resume)  # e.g. an FSDP config on a CPU: refused before anything is built
     if not args.progress:  # progress: false silences the libraries' bars too (dataset builds, weight loading)
         _quiet_library_progress_bars()
     main = accelerator.is_main_process
@@ -122,6 +123,8 @@ def _train_locked(recipe: Recipe, out: Path, spec: MethodSpec, dataset_name: str
     args, main = recipe.train, accelerator.is_main_process
     if resume:
         check_resume_recipe(out, recipe)
+    # Every default and --set override resolved, before any work: what this run trains is on screen (and in recipe.yaml).
+    accelerator.print(f"resolved recipe ({recipe.source}):\n{yaml.safe_dump(recipe.to_dict(), sort_keys=False).rstrip()}")
     seed_everything(args.seed)
     # The main process goes first: caches it fills (a trained tokenizer, a tokenised dataset) are
     # then read, not written concurrently, by the other processes of `accelerate launch`.
@@ -129,28 +132,32 @@ def _train_locked(recipe: Recipe, out: Path, spec: MethodSpec, dataset_name: str
         config = build_config(spec, recipe.model, recipe.source)
         with config_errors(recipe.source):  # e.g. an unknown backbone model_type: name the recipe
             model = build_model(spec, config)
-        data = DataRequest(dataset_name, recipe.dataset_split, dict(recipe.dataset_args))
+        data = DataRequest(dataset_name, recipe.dataset_split, dict(recipe.dataset_args), recipe.streaming)
         source = spec.model_class.make_batch_source(config, data, batch_size=args.batch_size, seed=args.seed,
                                                     world_size=accelerator.num_processes, rank=accelerator.process_index)
     if main:
         check_eval(recipe, dataset_name)
 
-    optimizer = make_optimizer(model, args)
+    speed = apply_model_settings(model, args, accelerator.device)
+    prepare_for_fsdp(model, accelerator)
+    optimizer = make_optimizer(model, args, accelerator.device)
     scheduler = LambdaLR(optimizer, lambda s: warmup_cosine(s, args.max_steps, args.warmup_steps, args.min_lr_ratio))
     model, optimizer = accelerator.prepare(model, optimizer)  # the scheduler is ours: Accelerate would step it per process
     unwrapped: MethodModel = accelerator.unwrap_model(model)
-    start_step = 0
+    speed += compile_backbones(unwrapped, args)
+    if speed:
+        accelerator.print(f"speed settings: {'; '.join(speed)}")
+    start_step, data_state = 0, None
     if resume:
         ckpt = checkpoint_dirs(out)[-1]
         start_step = load_checkpoint(ckpt, unwrapped, optimizer, scheduler, accelerator.scaler, method=spec.name)
+        data_state = read_state(ckpt).get("data")  # a stream's position (None for indexed data: the step says it)
         accelerator.print(f"resumed from {ckpt} at step {start_step}")
 
     accum = args.gradient_accumulation_steps
     stop = min(args.max_steps, args.stop_after_steps or args.max_steps)
-    loader = DataLoader(source, batch_size=None, sampler=RangeSampler(start_step * accum, stop * accum),
-                        num_workers=args.num_workers, persistent_workers=False, prefetch_factor=4 if args.num_workers else None,
-                        worker_init_fn=ignore_interrupts_in_worker if args.num_workers else None)
-    batches = iter(loader)
+    batches = open_batches(source, start_step * accum, stop * accum, num_workers=args.num_workers,
+                           worker_init_fn=ignore_interrupts_in_worker, state=data_state)
     first = next(batches) if stop > start_step else None  # the data can produce a batch: only now touch the folder
 
     result = TrainResult(output_dir=out, final_dir=None, steps=stop)
@@ -159,7 +166,8 @@ def _train_locked(recipe: Recipe, out: Path, spec: MethodSpec, dataset_name: str
         result.moved_aside = run_dir.move_aside(out) if overwrite else None
         if not resume:
             atomic_write_text(out / "recipe.yaml", yaml.safe_dump(recipe.to_dict(), sort_keys=False))
-        log = MetricsLog(out / "metrics.jsonl", resume_step=start_step if resume else None)
+        log = with_trackers(MetricsLog(out / "metrics.jsonl", resume_step=start_step if resume else None), args.report_to,
+                            out, spec.name, recipe.to_dict(), start_step if resume else None)
     accelerator.wait_for_everyone()
 
     stops = StopRequests()
@@ -167,19 +175,26 @@ def _train_locked(recipe: Recipe, out: Path, spec: MethodSpec, dataset_name: str
         done, batch, stopped = _run_steps(recipe, spec, accelerator, model, unwrapped, optimizer, scheduler, batches, first,
                                           start_step, stop, log, result, stops, out)
         if stopped:  # (a request during the last step lets the run finish: the final model is moments away)
-            _stop_cleanly(recipe, spec, accelerator, unwrapped, optimizer, scheduler, out, done, log, dataset_name, stops)
+            _stop_cleanly(recipe, spec, accelerator, unwrapped, optimizer, scheduler, out, done, log, dataset_name, stops,
+                          batches)
 
     accelerator.wait_for_everyone()
     if stop < args.max_steps:
         return result  # time-boxed: checkpoint written, no final model
+    state = full_state_dict(accelerator, model)  # FSDP: every process joins the gather; None otherwise
     if main:
-        result.final_dir = atomic_dir(out / "final", lambda tmp: unwrapped.save_pretrained(tmp, safe_serialization=True))
+        from multissl.models.export import CardContext, refresh_final_card, save_final
+
+        card = CardContext(recipe=recipe.to_dict(), dataset=dataset_name)  # weights, processor/tokenizer, README.md
+        result.final_dir = atomic_dir(out / "final", lambda tmp: save_final(unwrapped, tmp, state_dict=state, context=card))
         plot_loss_curve(log.rows(), out / "loss_curve.png", title=f"{spec.name} on {dataset_name}")
         if batch is not None:  # e.g. MAE's reconstruction grid from the last batch
             unwrapped.on_train_end(out, batch)
         result.eval = evaluate_run(recipe, result.final_dir, dataset_name)
         if result.eval:
             atomic_write_text(out / "eval.json", json.dumps(result.eval, indent=2))
+            card.eval_results = result.eval
+            refresh_final_card(result.final_dir, unwrapped, card)  # the model card gains eval.json's metrics
     accelerator.wait_for_everyone()
     return result
 
@@ -238,7 +253,8 @@ def _run_steps(recipe, spec, accelerator, model, unwrapped, optimizer, scheduler
             pbar.set_postfix(loss=f"{row['loss']:.4f}", lr=f"{row['lr']:.2e}", sps=row["samples_per_s"])
             sums, n_sum, t_last = {}, 0, time.perf_counter()
         if (args.save_every and done % args.save_every == 0) or (done == stop and stop < args.max_steps):
-            _save_checkpoint(accelerator, out, done, args.keep_checkpoints, unwrapped, optimizer, scheduler, spec.name)
+            _save_checkpoint(accelerator, out, done, args.keep_checkpoints, unwrapped, optimizer, scheduler, spec.name,
+                             batches)
         # One process decides alone; several agree at log steps (a collective every step would cost a sync).
         if done < stop and stops.should_stop(accelerator, at_sync_point=bool(logging)):
             pbar.close()
@@ -247,10 +263,12 @@ def _run_steps(recipe, spec, accelerator, model, unwrapped, optimizer, scheduler
     return done, batch, False
 
 
-def _stop_cleanly(recipe, spec, accelerator, unwrapped, optimizer, scheduler, out, done, log, dataset_name, stops) -> None:
+def _stop_cleanly(recipe, spec, accelerator, unwrapped, optimizer, scheduler, out, done, log, dataset_name, stops,
+                  batches) -> None:
     """After Ctrl-C / SIGTERM: a checkpoint at the last finished step, the loss plot, one line on how to resume."""
     if not any(p.name == f"step_{done}" for p in checkpoint_dirs(out)):
-        _save_checkpoint(accelerator, out, done, recipe.train.keep_checkpoints, unwrapped, optimizer, scheduler, spec.name)
+        _save_checkpoint(accelerator, out, done, recipe.train.keep_checkpoints, unwrapped, optimizer, scheduler, spec.name,
+                         batches)
     if accelerator.is_main_process and log is not None:
         plot_loss_curve(log.rows(), out / "loss_curve.png", title=f"{spec.name} on {dataset_name} (stopped at step {done})")
     raise RunInterrupted(stops.requested, f"stopped at step {done}; checkpoint {out / CHECKPOINTS / f'step_{done}'}; continue with "
@@ -272,20 +290,25 @@ def _make_accelerator(mixed_precision: str) -> Accelerator:
     state = AcceleratorState._shared_state
     if state and str(state.get("_mixed_precision", mixed_precision)) != mixed_precision:
         AcceleratorState._reset_state(reset_partial_state=False)  # keeps the process group of `accelerate launch`
-    return Accelerator(mixed_precision=mixed_precision)
+    # Several processes (torchrun, or a MULTI_CPU accelerate config) on a machine with no GPU: Accelerate forms the
+    # gloo group only when told the run is on CPU; without this each process would train the whole run alone.
+    cpu_group = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
+    return Accelerator(mixed_precision=mixed_precision, cpu=cpu_group)
 
 
 def _save_checkpoint(accelerator: Accelerator, out: Path, step: int, keep: int, model: MethodModel,
-                     optimizer: torch.optim.Optimizer, scheduler: Any, method: str) -> None:
+                     optimizer: torch.optim.Optimizer, scheduler: Any, method: str, batches: BatchLoader | None = None) -> None:
     """Write step_N.tmp, then rename: a crash mid-save never looks complete. Every process holds the same state
-    (DDP), so the main process writes it."""
+    (DDP), so the main process writes it; a stream's position differs per process, so it is gathered first."""
     accelerator.wait_for_everyone()
+    position = batches.state_dict() if batches is not None else None  # None on every process, or on none
+    data_state = None if position is None else gather_object([position]) if accelerator.num_processes > 1 else [position]
     if accelerator.is_main_process:
         final, tmp = out / CHECKPOINTS / f"step_{step}", out / CHECKPOINTS / f"step_{step}.tmp"
         if tmp.exists():  # left by a process killed mid-save
             shutil.rmtree(tmp)
         try:
-            save_checkpoint(tmp, model, optimizer, scheduler, accelerator.scaler, step=step, method=method)
+            save_checkpoint(tmp, model, optimizer, scheduler, accelerator.scaler, step=step, method=method, data_state=data_state)
             apply_umask(tmp)  # safetensors writes its files 0o600
         except BaseException:  # disk full, permission, ...: leave no half-written folder behind
             shutil.rmtree(tmp, ignore_errors=True)

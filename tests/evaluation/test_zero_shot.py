@@ -1,5 +1,6 @@
 """Zero-shot classification (prompt ensembles) and CLIP retrieval against direct per-class / per-query formulas; CLI."""
 import json
+
 import pytest
 import torch
 import torch.nn.functional as F

@@ -97,11 +97,21 @@ def test_a_data_error_in_a_loader_worker_is_one_line_without_the_worker_tracebac
         assert_untouched(finished_run.dir, finished_run.before)
 
 
-def test_an_eval_section_without_a_test_split_fails_before_training(cli, finished_run, tmp_path):
+def test_an_eval_section_naming_a_missing_split_fails_before_training(cli, finished_run, tmp_path):
     images = _image_folder(tmp_path / "imgs", n=16)  # train/ only
-    result = _train(cli, tmp_path, finished_run, recipe(dataset=str(images), eval={"knn": {"k": 3}}))
+    result = _train(cli, tmp_path, finished_run, recipe(dataset=str(images), eval={"knn": {"k": 3, "split": "test"}}))
     one_line_error(result, "train", "eval knn", "split 'test'", "available splits: train")
     assert_untouched(finished_run.dir, finished_run.before)
+
+
+def test_an_eval_section_on_data_with_no_held_out_split_is_skipped_with_a_line(cli, tmp_path):
+    """A recipe pointed at one's own train-only folder trains, and says why nothing was scored (docs/own_data.md)."""
+    images = _image_folder(tmp_path / "imgs", n=16)  # train/ only
+    out = tmp_path / "run"
+    result = cli("train", write_recipe(tmp_path / "r.yaml", recipe(dataset=str(images), eval={"knn": {"k": 3}})),
+                 "--output-dir", out)
+    assert result.code == 0, result.err[-2000:]
+    assert "eval knn skipped" in result.out and (out / "final" / "config.json").is_file()
 
 
 def test_a_typo_in_dataset_args_names_the_section(cli, finished_run, tmp_path):

