@@ -1,8 +1,10 @@
-"""Linear probes on frozen utterance features, the CPC paper's protocol: CPC vs MFCC vs the same encoder at random init.
+"""Linear probes on frozen utterance features for ONE CPC run: CPC vs MFCC vs the same encoder at random init.
 
-Trains CPC with the default recipe (or reuses a trained run), then fits multinomial logistic
-regression (multissl.evaluation.linear_probe_accuracy) on the train split and scores the test split,
-for target speaker and target word. Paper (LibriSpeech speaker ID): CPC 97.4, MFCC 17.6, random 1.87.
+A quick check on the small shipped `spoken_digits` (24 speakers, clean); the results table with headroom, 3 seeds
+and k-NN is benchmarks/bench_audio_table.py on `spoken_words`. Trains CPC with recipes/cpc_spoken_digits.yaml (or
+reuses a trained run), then fits multinomial logistic regression on the train split with C chosen on the
+validation split for every feature set and target (multissl.evaluation.linear_probe.tuned_linear_probe: test
+read once), for target speaker and target word. Paper (LibriSpeech speaker ID): CPC 97.4, MFCC 17.6, random 1.87.
 
     OMP_NUM_THREADS=1 python benchmarks/bench_cpc_probe.py --output-dir runs/bench_cpc_probe
     python benchmarks/bench_cpc_probe.py --model runs/bench_cpc_probe/final      # probe only
@@ -16,21 +18,6 @@ from pathlib import Path
 
 import torch
 
-C_GRID = (0.01, 0.1, 1.0, 10.0)
-
-
-def choose_C(feats: torch.Tensor, labels: torch.Tensor) -> float:
-    """The probe's C from C_GRID with the best 5-fold cross-validated accuracy on the train split (feats [N, D])."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import StratifiedKFold, cross_val_score
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    folds = StratifiedKFold(5, shuffle=True, random_state=0)
-    scores = {C: cross_val_score(make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=1000)),
-                                 feats.double().numpy(), labels.numpy(), cv=folds).mean() for C in C_GRID}
-    return max(scores, key=scores.get)
-
 
 def main() -> None:
     """Train (unless --model), extract features for the three feature sets, probe, print a table and JSON."""
@@ -40,15 +27,15 @@ def main() -> None:
     p.add_argument("--output-dir", default="runs/bench_cpc_probe")
     p.add_argument("--model", default=None, help="a trained CPC folder (skips training)")
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--C", default="1.0", help="inverse L2 strength of the probes (1.0 = `multissl eval linear-probe`'s default), "
-                                              "or 'cv': picked per feature set and target by 5-fold CV on the train split")
+    p.add_argument("--C", default="auto", help="inverse L2 strength of the probes: 'auto' (default) chooses it per feature "
+                                               "set and target on the validation split; or a fixed number")
     p.add_argument("--encoder-rows", action="store_true", help="also probe mean-pooled z (encoder output) features")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
 
     from multissl.data import load_dataset_by_name
     from multissl.evaluation.features import extract_features, label_tensor
-    from multissl.evaluation.linear_probe import linear_probe_accuracy
+    from multissl.evaluation.linear_probe import linear_probe_accuracy, tuned_linear_probe
     from multissl.modalities.audio.features import PooledMFCC
     from multissl.models.cpc import CPCModel, make_cpc_collator
     from multissl.training.config import load_recipe
@@ -75,7 +62,7 @@ def main() -> None:
             feature_sets[name] = twin
 
     dataset = recipe.dataset or "spoken_digits"
-    splits = {s: load_dataset_by_name(dataset, split=s, **recipe.dataset_args) for s in ("train", "test")}
+    splits = {s: load_dataset_by_name(dataset, split=s, **recipe.dataset_args) for s in ("train", "validation", "test")}
     collate = make_cpc_collator(trained.config, train=False)
     targets = ("speaker", "word")
     labels = {(s, t): label_tensor(ds, t) for s, ds in splits.items() for t in targets}
@@ -85,12 +72,16 @@ def main() -> None:
                  for s, ds in splits.items()}
         results[name] = {"dim": int(feats["train"].shape[1])}
         for t in targets:
-            C = choose_C(feats["train"], labels[("train", t)]) if args.C == "cv" else float(args.C)
-            r = linear_probe_accuracy(feats["train"], labels[("train", t)], feats["test"], labels[("test", t)], C=C)
+            fit, val, test = ((feats[s], labels[(s, t)]) for s in ("train", "validation", "test"))
+            if args.C == "auto":
+                r = tuned_linear_probe(*fit, *val, *test)
+            else:
+                r = linear_probe_accuracy(*fit, *test, C=float(args.C))
             results[name][t] = round(100 * r["accuracy"], 1)
-            results[name][f"C_{t}"] = C
+            results[name][f"C_{t}"] = r["C"]
     n_speakers = len(set(labels[("train", "speaker")].tolist()))
-    print(f"\nlinear probe, test accuracy % ({dataset}: {len(splits['train'])} train / {len(splits['test'])} test clips, "
+    print(f"\nlinear probe, test accuracy % ({dataset}: {len(splits['train'])} train / {len(splits['validation'])} validation / "
+          f"{len(splits['test'])} test clips, "
           f"{n_speakers} speakers; chance {100 / n_speakers:.1f} / 10.0)")
     print(f"{'features':<12} {'dim':>5} {'speaker':>8} {'word':>6}   probe C (speaker, word)")
     for name in feature_sets:

@@ -3,7 +3,8 @@
 Speaker = espeak-ng accent + voice variant (e.g. "en-gb-scotland+m3"); word = the digit word.
 Every (speaker, word) pair is spoken `repeats` times with a different, seeded speed and pitch;
 the last repeat(s) form the test split, so every speaker and every word is in both splits
-(the speaker-ID protocol of the CPC paper's linear probes). See data_cards/spoken_digits.md.
+(the speaker-ID protocol of the CPC paper's linear probes). The validation split is carved out of
+the train takes when loading (`assign_validation`), so test rows never change. See data_cards/spoken_digits.md.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import random
 import shutil
 import subprocess
 import tempfile
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -25,7 +27,11 @@ SAMPLE_RATE = 16000
 SHIPPED_REPEATS = 2  # with espeak_voices.SHIPPED_ACCENTS x SHIPPED_VARIANTS: the copy in assets/spoken_digits
 ASSET_DIR = Path(__file__).parent / "assets" / "spoken_digits"
 METADATA = "metadata.jsonl"
-SPLITS = ("train", "test")
+SPLITS = ("train", "validation", "test")
+# Validation when a (speaker, word) pair has a single train take (the shipped copy): speaker #i (sorted names) and
+# word #j (label order) go to validation when (i + j) % VALIDATION_PERIOD == VALIDATION_PERIOD - 1, i.e. 2 of the
+# 10 digits per speaker, every digit for 4-5 of the 24 speakers; a corpus with < 5 words or speakers may get none.
+VALIDATION_PERIOD = 5
 
 
 def num_test_repeats(repeats: int) -> int:
@@ -49,12 +55,9 @@ def trim_silence(wave: np.ndarray, threshold: float = 1e-3, pad: int = 320) -> n
     return wave[max(0, loud[0] - pad): loud[-1] + 1 + pad]
 
 
-def synthesize(text: str, voice: str, speed: int, pitch: int, espeak: str = "espeak-ng") -> np.ndarray:
-    """Speak `text` with espeak-ng and return a trimmed 16 kHz mono float32 waveform [T]."""
+def synthesize_raw(text: str, voice: str, speed: int, pitch: int, espeak: str = "espeak-ng") -> tuple[np.ndarray, int]:
+    """Speak `text` with espeak-ng: (float32 mono waveform [T] at espeak's own rate, that rate), untrimmed."""
     import soundfile as sf
-    import torch
-
-    from multissl.modalities.audio.io import resample
 
     if shutil.which(espeak) is None:
         raise FileNotFoundError(
@@ -73,6 +76,16 @@ def synthesize(text: str, voice: str, speed: int, pitch: int, espeak: str = "esp
     data_at = raw.find(b"data")
     raw[data_at + 4: data_at + 8] = (len(raw) - data_at - 8).to_bytes(4, "little")
     wave, sr = sf.read(io.BytesIO(bytes(raw)), dtype="float32")
+    return wave, int(sr)
+
+
+def synthesize(text: str, voice: str, speed: int, pitch: int, espeak: str = "espeak-ng") -> np.ndarray:
+    """Speak `text` with espeak-ng and return a trimmed 16 kHz mono float32 waveform [T]."""
+    import torch
+
+    from multissl.modalities.audio.io import resample
+
+    wave, sr = synthesize_raw(text, voice, speed, pitch, espeak=espeak)
     wave16 = resample(torch.from_numpy(wave), sr, SAMPLE_RATE).numpy()
     return trim_silence(wave16)
 
@@ -143,6 +156,35 @@ def read_metadata(root: str | os.PathLike) -> list[dict]:
     return rows
 
 
+def assign_validation(rows: list[dict]) -> list[dict]:
+    """Copies of `rows` with some train rows relabelled split="validation"; test rows are never touched.
+
+    A (speaker, word) pair with >= 2 train takes gives its last train take to validation (split by take,
+    like test); a pair with one train take (the shipped copy) goes to validation whole when its
+    (speaker index + word index) % VALIDATION_PERIOD == VALIDATION_PERIOD - 1, so every speaker keeps
+    most of its words in train and every speaker and word appears in validation. Metadata that already
+    has validation rows is returned as it is.
+    """
+    if any(r["split"] == "validation" for r in rows):
+        return [dict(r) for r in rows]
+    train_at = [i for i, r in enumerate(rows) if r["split"] == "train"]
+    key = lambda r: (r["speaker"], r["word"])  # noqa: E731
+    takes = Counter(key(rows[i]) for i in train_at)
+    last_take = {key(rows[i]): i for i in train_at}  # row index of each pair's last train take
+    speaker_id = {n: i for i, n in enumerate(sorted({r["speaker"] for r in rows}))}
+    word_id = {n: i for i, n in enumerate(_ordered_names(r["word"] for r in rows))}
+    out = [dict(r) for r in rows]
+    for i in train_at:
+        r = out[i]
+        if takes[key(r)] >= 2:
+            held = last_take[key(r)] == i
+        else:
+            held = (speaker_id[r["speaker"]] + word_id[r["word"]]) % VALIDATION_PERIOD == VALIDATION_PERIOD - 1
+        if held:
+            r["split"] = "validation"
+    return out
+
+
 def _select(rows: list[dict], split: str) -> list[dict]:
     """Rows of one split; 'all' or 'train+test' give every row."""
     if split in ("all", "train+test"):
@@ -155,6 +197,8 @@ def _select(rows: list[dict], split: str) -> list[dict]:
 def load_spoken_digits(split: str = "train", path: str | os.PathLike | None = None, labels_as: str = "class") -> datasets.Dataset:  # noqa: F821
     """The corpus at `path` (default: the shipped copy) as a datasets.Dataset with columns audio, speaker, word, ...
 
+    split: train | validation | test | all (validation comes out of the train takes, see `assign_validation`).
+
     `audio` is {"array": float32 [T], "sampling_rate": 16000}. speaker/word are ClassLabel ints
     (`labels_as="class"`, names shared by both splits) or plain strings (`labels_as="str"`).
     """
@@ -163,7 +207,7 @@ def load_spoken_digits(split: str = "train", path: str | os.PathLike | None = No
     from multissl.modalities.audio.io import load_audio
 
     root = Path(path) if path is not None else ASSET_DIR
-    all_rows = read_metadata(root)
+    all_rows = assign_validation(read_metadata(root))
     rows = _select(all_rows, split)
     cols: dict[str, list] = {k: [] for k in ("audio", "speaker", "word", "accent", "variant", "file")}
     for r in rows:

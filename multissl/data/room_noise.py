@@ -1,0 +1,124 @@
+"""Seeded room acoustics and background noise for generated speech corpora (spoken_words), batched in torch.
+
+Every function takes padded waveforms [N, L] with their valid `lengths` [N] and draws nothing from global
+state: the random parts come from an explicit numpy Generator (`rng`), so a build is the same on every
+machine. The chain applied by `degrade` to one batch of clean clips:
+
+    clean [N, L] --(* room impulse response, RT60 / direct-to-reverberant ratio)--> reverberant
+      + background noise (coloured 1/f^beta noise, or babble of other clips) at a random SNR
+      -> peak-normalised to a random level
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+LN_1000 = math.log(1000.0)  # RT60: the time the energy falls by 60 dB, i.e. the amplitude by 1000x
+
+
+@dataclass(frozen=True)
+class Degradation:
+    """Ranges of the per-clip draws (uniform unless said otherwise); the corpus's difficulty in one place."""
+
+    snr_db: tuple[float, float] = (5.0, 20.0)  # speech (after reverb) to background noise
+    rt60_s: tuple[float, float] = (0.1, 0.5)  # reverberation time of the synthetic room
+    drr_db: tuple[float, float] = (0.0, 12.0)  # direct-to-reverberant energy ratio
+    babble_prob: float = 0.5  # else coloured noise
+    babble_talkers: int = 3  # other clips summed into one babble track
+    noise_beta: tuple[float, float] = (0.0, 2.0)  # coloured noise spectrum ~ 1/f^beta: 0 white, 1 pink, 2 brown
+    peak: tuple[float, float] = (0.3, 0.9)  # final peak amplitude (removes loudness as a speaker cue)
+    tail_s: float = 0.1  # reverberation tail kept after the speech ends
+    max_seconds: float = 1.0  # clips are cut to this length
+
+    def __post_init__(self) -> None:
+        for name in ("snr_db", "rt60_s", "drr_db", "noise_beta", "peak"):
+            lo, hi = getattr(self, name)
+            if not lo <= hi:
+                raise ValueError(f"Degradation.{name} must be a (low, high) range with low <= high; got {(lo, hi)}")
+        if not 0.0 <= self.babble_prob <= 1.0 or self.babble_talkers < 1 or self.rt60_s[0] <= 0:
+            raise ValueError("Degradation: babble_prob must be in [0, 1], babble_talkers >= 1 and rt60_s > 0; "
+                             f"got {self.babble_prob}, {self.babble_talkers}, {self.rt60_s}")
+
+
+def valid_mask(lengths: torch.Tensor, width: int) -> torch.Tensor:
+    """[N] lengths -> bool [N, width], True on each row's first lengths[n] samples."""
+    return torch.arange(width, device=lengths.device)[None, :] < lengths[:, None]
+
+
+def room_impulse_response(rt60_s: np.ndarray, drr_db: np.ndarray, sample_rate: int, rng: np.random.Generator) -> torch.Tensor:
+    """Synthetic room responses [N, R] (R = longest RT60 in samples): a unit direct path + exponentially decaying noise.
+
+    The tail of row n is Gaussian noise times exp(-ln(1000) t / rt60_s[n]) (amplitude down 60 dB at RT60),
+    scaled so that direct / tail energy = drr_db[n] dB.
+    """
+    rt60 = torch.as_tensor(np.asarray(rt60_s, dtype=np.float64))
+    width = max(2, int(math.ceil(float(rt60.max()) * sample_rate)))
+    t = torch.arange(width, dtype=torch.float64) / sample_rate  # [R]
+    tail = torch.from_numpy(rng.standard_normal((len(rt60), width))) * torch.exp(-LN_1000 * t[None, :] / rt60[:, None])
+    tail[:, 0] = 0.0
+    energy = tail.pow(2).sum(1, keepdim=True)  # [N, 1]
+    target = torch.from_numpy(10.0 ** (-np.asarray(drr_db, dtype=np.float64) / 10.0))[:, None]
+    rir = tail * torch.sqrt(target / energy)
+    rir[:, 0] = 1.0
+    return rir.float()
+
+
+def coloured_noise(beta: np.ndarray, width: int, rng: np.random.Generator) -> torch.Tensor:
+    """Noise [N, width] with power spectrum ~ 1/f^beta[n] (white 0, pink 1, brown 2), unit RMS per row."""
+    white = torch.from_numpy(rng.standard_normal((len(beta), width)))
+    spec = torch.fft.rfft(white, dim=1)  # [N, F]
+    f = torch.fft.rfftfreq(width, dtype=torch.float64)
+    f[0] = f[1]  # no infinite gain at DC
+    shaped = torch.fft.irfft(spec * f[None, :] ** (-torch.from_numpy(np.asarray(beta, dtype=np.float64))[:, None] / 2), n=width)
+    return (shaped / shaped.pow(2).mean(1, keepdim=True).sqrt()).float()
+
+
+def babble(pool: torch.Tensor, sources: np.ndarray, shifts: np.ndarray, width: int) -> torch.Tensor:
+    """Sum of other clips: pool [P, Lp], sources [N, K] row indices, shifts [N, K] circular offsets -> [N, width], unit RMS.
+
+    Each source clip is rolled by its shift within the pool's width Lp, then the first `width` samples are kept.
+    """
+    span = pool.shape[1]
+    idx = (torch.arange(min(width, span))[None, None, :] - torch.from_numpy(shifts)[:, :, None]) % span  # [N, K, W]
+    tracks = pool[torch.from_numpy(sources)[:, :, None], idx]  # [N, K, W]: clip sources[n, k] rolled by shifts[n, k]
+    mix = torch.nn.functional.pad(tracks.sum(1), (0, max(0, width - span)))
+    return mix / mix.pow(2).mean(1, keepdim=True).sqrt().clamp_min(1e-8)
+
+
+def degrade(clean: torch.Tensor, lengths: torch.Tensor, pool: torch.Tensor, babble_sources: np.ndarray,
+            rng: np.random.Generator, spec: Degradation = Degradation(),
+            sample_rate: int = 16000) -> tuple[torch.Tensor, torch.Tensor, dict]:
+    """Reverberate, add noise and normalise a batch: clean [N, L] (lengths [N]) -> (noisy [N, W], out_lengths [N], draws).
+
+    pool [P, Lp]: clean clips (zero-padded) that babble is made of; babble_sources [N, K]: for each clip, the
+    rows of `pool` summed into its babble (the caller picks other speakers).
+    out_lengths = min(lengths + tail, max_seconds). `draws` holds the per-clip settings as numpy arrays [N]
+    (snr_db, rt60_s, drr_db, babble (bool), noise_beta, peak), recorded in the corpus.
+    """
+    if clean.ndim != 2 or lengths.shape != (clean.shape[0],):
+        raise ValueError(f"expected clean [N, L] and lengths [N]; got {tuple(clean.shape)} and {tuple(lengths.shape)}")
+    n = clean.shape[0]
+    if babble_sources.shape[0] != n:
+        raise ValueError(f"babble_sources must have one row per clip ({n}); got shape {babble_sources.shape}")
+    u = lambda lo_hi: rng.uniform(*lo_hi, size=n)  # noqa: E731
+    draws = {"snr_db": u(spec.snr_db), "rt60_s": u(spec.rt60_s), "drr_db": u(spec.drr_db),
+             "babble": rng.random(n) < spec.babble_prob, "noise_beta": u(spec.noise_beta), "peak": u(spec.peak)}
+    max_len = int(spec.max_seconds * sample_rate)
+    out_lengths = (lengths + int(spec.tail_s * sample_rate)).clamp(max=max_len)  # [N]
+    width = int(out_lengths.max())
+    dry = clean * valid_mask(lengths, clean.shape[1])  # padding must not ring in the room
+    rir = room_impulse_response(draws["rt60_s"], draws["drr_db"], sample_rate, rng)  # [N, R]
+    import torchaudio.functional as AF
+
+    wet = AF.fftconvolve(dry, rir)[:, :width]  # [N, W]
+    wet = torch.nn.functional.pad(wet, (0, width - wet.shape[1]))
+    shifts = rng.integers(0, pool.shape[1], size=babble_sources.shape)
+    noise = torch.where(torch.from_numpy(draws["babble"])[:, None], babble(pool, babble_sources, shifts, width),
+                        coloured_noise(draws["noise_beta"], width, rng))  # [N, W]
+    mask = valid_mask(out_lengths, width)
+    noisy = AF.add_noise(wet, noise * mask, torch.from_numpy(draws["snr_db"]).float(), lengths=out_lengths) * mask
+    peak = noisy.abs().amax(1, keepdim=True).clamp_min(1e-8)
+    return noisy * (torch.from_numpy(draws["peak"]).float()[:, None] / peak), out_lengths, draws
