@@ -66,3 +66,22 @@ def test_a_local_timm_wrapper_folder_is_a_backbone_path(tmp_path):
     model = SimCLRModel.build(SimCLRConfig(backbone_path=str(tmp_path / "timm"), image_size=16, projection_dim=8))
     saved = TimmWrapperModel.from_pretrained(tmp_path / "timm").state_dict()
     assert saved and all(torch.equal(model.backbone.state_dict()[k], v) for k, v in saved.items())
+
+
+def test_a_folder_saved_by_timm_itself_is_a_backbone_path(tmp_path):
+    """timm's own save_for_hf folder (num_classes inside model_args) loads as a headless backbone with its weights."""
+    import timm
+    import torch
+    from timm.models._hub import save_for_hf
+
+    from multissl.models.simclr import SimCLRConfig, SimCLRModel
+
+    torch.manual_seed(0)
+    net = timm.create_model("test_resnet", pretrained=False)
+    (tmp_path / "timm").mkdir()
+    save_for_hf(net, tmp_path / "timm")
+    assert "num_classes" in json.loads((tmp_path / "timm" / "config.json").read_text())["model_args"]
+    model = SimCLRModel.build(SimCLRConfig(backbone_path=str(tmp_path / "timm"), image_size=16, projection_dim=8))
+    ours = {k.removeprefix("timm_model."): v for k, v in model.backbone.state_dict().items()}
+    shared = [k for k in net.state_dict() if k in ours]
+    assert len(shared) > 10 and all(torch.equal(ours[k], net.state_dict()[k]) for k in shared)

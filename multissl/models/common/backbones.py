@@ -36,6 +36,8 @@ def config_from_dict(cfg: dict) -> PretrainedConfig:
         hint = f" (did you mean {', '.join(map(repr, close))}?)" if close else ""
         raise ValueError(f"backbone_config.model_type {model_type!r} is not a transformers model type{hint}; "
                          "e.g. 'resnet', 'vit', 'bert', 'gpt2'")
+    if model_type == "timm_wrapper" and isinstance(cfg.get("model_args"), dict):  # see _timm_folder_fix
+        cfg["model_args"] = {k: v for k, v in cfg["model_args"].items() if k != "num_classes"}
     return AutoConfig.for_model(model_type, **cfg)
 
 
@@ -44,10 +46,32 @@ def build_backbone(cfg: dict, auto_class: Any = AutoModel) -> PreTrainedModel:
     return auto_class.from_config(config_from_dict(cfg))
 
 
+def _timm_folder_fix(path: Any) -> dict:
+    """{"config": ...} for a folder written by timm's own save_for_hf, else {}.
+
+    timm records `num_classes` inside `model_args`, and transformers' TimmWrapperModel passes num_classes=0 itself,
+    so such a folder fails to load with "multiple values for keyword argument 'num_classes'" (timm 1.0.31,
+    transformers 5.24). Dropping the duplicate from model_args loads it as a headless feature extractor.
+    """
+    from pathlib import Path
+
+    cfg_file = Path(path) / "config.json"
+    if not cfg_file.is_file():
+        return {}
+    import json
+
+    raw = json.loads(cfg_file.read_text())
+    if "architecture" not in raw or "num_classes" not in (raw.get("model_args") or {}):
+        return {}
+    config = AutoConfig.from_pretrained(path)
+    config.model_args = {k: v for k, v in (config.model_args or {}).items() if k != "num_classes"}
+    return {"config": config}
+
+
 def load_pretrained_backbone(backbone: torch.nn.Module, backbone_path: str, auto_class: Any = AutoModel) -> None:
     """Copy the weights of a local pretrained folder into `backbone` (every tensor of the backbone must be there)."""
     path = resolve_local_path(backbone_path)
-    pretrained = auto_class.from_pretrained(path)
+    pretrained = auto_class.from_pretrained(path, **_timm_folder_fix(path))
     missing, _ = backbone.load_state_dict(pretrained.state_dict(), strict=False)
     if missing:
         raise ValueError(f"backbone_path {backbone_path!r}: weights for {missing[:5]} are missing from {path}")
