@@ -45,9 +45,9 @@ def save_modality_processor(model, out_dir: str | Path) -> None:
 
     spec = method_for_model_type(model.config.model_type)
     modality = spec.modality if spec is not None else None
-    if modality == "image":
+    if modality == "image" and hasattr(model.config, "image_size"):
         save_image_processor(model.config.image_size, out_dir)
-    elif modality == "audio":
+    elif modality == "audio" and hasattr(model.config, "sampling_rate"):
         audio_feature_extractor(model.config.sampling_rate).save_pretrained(out_dir)
 
 
