@@ -11,7 +11,7 @@ from typing import Any
 
 from multissl.evaluation.defaults import C_AUTO, PROTOCOL_DEFAULTS, PROTOCOLS, REPORT_SPLIT, TUNE_SPLIT
 
-__all__ = ["PROTOCOLS", "PROTOCOL_DEFAULTS", "check_evaluation", "default_scored_split", "evaluate_model", "has_split",
+__all__ = ["PROTOCOLS", "PROTOCOL_DEFAULTS", "check_evaluation", "evaluate_model", "has_split",
            "load_model", "load_split", "method_spec_for"]
 
 _KNN, _PROBE = PROTOCOL_DEFAULTS["knn"], PROTOCOL_DEFAULTS["linear-probe"]
@@ -81,11 +81,6 @@ def has_split(dataset_name: str, split: str, dataset_args: dict[str, Any] | None
     except (ValueError, KeyError, FileNotFoundError):
         return False
     return True
-
-
-def default_scored_split(dataset_name: str, dataset_args: dict[str, Any] | None = None) -> str:
-    """The split a recipe's end-of-run evaluation scores when it names none: validation if the data has it, else test."""
-    return TUNE_SPLIT if has_split(dataset_name, TUNE_SPLIT, dataset_args) else REPORT_SPLIT
 
 
 def _hint(name: str, split_train: str, split: str, hint: str) -> str:

@@ -14,11 +14,9 @@ from multissl.training.config import Recipe
 def eval_jobs(recipe: Recipe, dataset_name: str) -> list[tuple[str, str, dict]]:
     """(protocol, dataset, evaluate_model kwargs with the scored split resolved) per entry of the recipe's `eval:`.
 
-    Entries that would score the training data itself are dropped (see held_out_missing): a user's own folder
+    Entries that would score the training data itself are dropped (see default_split): a user's own folder
     with only a train split trains, and says why nothing is evaluated, instead of failing.
     """
-    from multissl.evaluation.protocols import default_scored_split
-
     jobs = []
     for protocol, kwargs in recipe.eval.items():
         kwargs = dict(kwargs or {})
@@ -26,30 +24,32 @@ def eval_jobs(recipe: Recipe, dataset_name: str) -> list[tuple[str, str, dict]]:
         if data == dataset_name:  # evaluate on the data the run was trained on, with the same loader arguments
             kwargs.setdefault("dataset_args", dict(recipe.dataset_args))
         if "split" not in kwargs:
-            if held_out_missing(recipe, protocol, data, kwargs):
+            split = default_split(protocol, data, kwargs.get("dataset_args"))
+            if split is None:
                 continue
-            kwargs["split"] = default_scored_split(data, kwargs.get("dataset_args"))
+            kwargs["split"] = split
         jobs.append((protocol, data, kwargs))
     return jobs
 
 
-def held_out_missing(recipe: Recipe, protocol: str, data: str, kwargs: dict) -> bool:
-    """True when an entry that names no split runs on data with neither a validation nor a test split.
+def default_split(protocol: str, data: str, dataset_args: dict | None) -> str | None:
+    """The split an entry that names none scores: validation when the data has it, else test, else None.
 
-    That happens when a recipe written for a built-in dataset is pointed at a folder of one's own with
+    None happens when a recipe written for a built-in dataset is pointed at a folder of one's own with
     `--set dataset=DIR` (only train/ or no split folders). The run still trains; this prints one line on
     how to get an evaluation (add validation/ or test/ sub-folders, or score later with `multissl eval`).
+    Each split is probed at most once (probing loads the data).
     """
     from multissl.evaluation.defaults import REPORT_SPLIT, TUNE_SPLIT
     from multissl.evaluation.protocols import has_split
 
-    args = kwargs.get("dataset_args")
-    if has_split(data, TUNE_SPLIT, args) or has_split(data, REPORT_SPLIT, args):
-        return False
+    for split in (TUNE_SPLIT, REPORT_SPLIT):
+        if has_split(data, split, dataset_args):
+            return split
     print(f"eval {protocol} skipped: {data!r} has no {TUNE_SPLIT!r} or {REPORT_SPLIT!r} split to score (add "
           f"{TUNE_SPLIT}/ or {REPORT_SPLIT}/ sub-folders, or give eval.{protocol}.split); the run trains all the same",
           flush=True)
-    return True
+    return None
 
 
 def describe_job(protocol: str, data: str, kwargs: dict, split_given: bool) -> str:
