@@ -86,7 +86,7 @@ METHODS: dict[str, MethodSpec] = _methods(
      "CPC: strided conv encoder + GRU context on raw audio, K-step InfoNCE", "spoken_digits"),
     ("dino", "multissl.models.dino:DINOModel", "image",
      "DINO: multi-crop student vs EMA teacher, centring + sharpening, no negatives", "digits"),
-    ("fixmatch", "multissl.models.fixmatch:FixMatchModel", "image",
+    ("fixmatch", "multissl.models.semi.fixmatch:FixMatchModel", "image",
      "FixMatch: labeled CE + confident weak-view pseudo-labels train strong views (fixed tau or FreeMatch thresholds)",
      "glyphs"),
     ("gpt_lm", "multissl.models.gpt_lm:GPTLMModel", "text",

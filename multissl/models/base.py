@@ -141,10 +141,31 @@ def register_auto(config_class: type[PretrainedConfig], model_class: type[PreTra
         pass
 
 
-def config_keys(config_class: type[PretrainedConfig]) -> set[str]:
-    """The keyword arguments a method config accepts (what a recipe's `model:` section may set)."""
+def config_parameters(config_class: type[PretrainedConfig]) -> dict[str, Any]:
+    """{name: inspect.Parameter} of the keyword arguments a method config accepts (a recipe's `model:` section).
+
+    A config that passes **kwargs on to a MethodConfig parent (e.g. FixMatchConfig -> SemiSupervisedConfig) also
+    accepts its parent's named arguments: the walk follows the MRO until an __init__ without **kwargs or MethodConfig.
+    A subclass's parameter wins over a parent's of the same name.
+    """
     import inspect
 
-    params = inspect.signature(config_class.__init__).parameters
-    return {n for n, p in params.items() if n != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
+    found: dict[str, Any] = {}
+    for klass in config_class.__mro__:
+        if klass is MethodConfig or not issubclass(klass, MethodConfig) or "__init__" not in klass.__dict__:
+            continue
+        params = inspect.signature(klass.__dict__["__init__"]).parameters
+        for n, p in params.items():
+            if n != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL):
+                found.setdefault(n, p)
+        if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+            break
+    if not found:  # not a MethodConfig (e.g. a test's toy PretrainedConfig): its own signature, as before
+        params = inspect.signature(config_class.__init__).parameters
+        found = {n: p for n, p in params.items() if n != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
+    return found
 
+
+def config_keys(config_class: type[PretrainedConfig]) -> set[str]:
+    """The keyword arguments a method config accepts (what a recipe's `model:` section may set)."""
+    return set(config_parameters(config_class))

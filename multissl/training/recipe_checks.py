@@ -254,8 +254,9 @@ def check_model_values(config_class: type, model: Mapping, source: str) -> dict:
     a float size.
     """
     model = mapping(model, "model", source)
-    params = {n: p for n, p in inspect.signature(config_class.__init__).parameters.items()
-              if n != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
+    from multissl.models.base import config_parameters  # here: importing models (transformers) is not cheap
+
+    params = config_parameters(config_class)
     unknown = set(model) - set(params)
     if unknown:
         raise RecipeError(f"{source}: unknown model key(s) {sorted(map(str, unknown))} for {config_class.__name__}; "

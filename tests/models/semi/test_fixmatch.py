@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 from transformers import AutoModel
 
 from multissl.models.common.vision import TINY_RESNET
-from multissl.models.fixmatch import FixMatchConfig, FixMatchModel, make_fixmatch_collator
+from multissl.models.semi.fixmatch import FixMatchConfig, FixMatchModel
 from multissl.registry import DATASETS, METHODS, register_dataset, register_method
 from multissl.training import recipe_from_dict, train
 
@@ -24,7 +24,7 @@ def registered():
     """Register `fixmatch` and a tiny toy dataset for the loop; undo only what this fixture added."""
     added = "fixmatch" not in METHODS
     if added:
-        register_method("fixmatch", "multissl.models.fixmatch:FixMatchModel", modality="image",
+        register_method("fixmatch", "multissl.models.semi.fixmatch:FixMatchModel", modality="image",
                         description="FixMatch: confident weak-view pseudo-labels train strong views", default_dataset="glyphs")
     register_dataset("fixmatch_toy", f"{__name__}:toy_dataset", modality="image", description="test only")
     yield
@@ -52,7 +52,7 @@ def _model(**kw):
 def _inputs(seed=1):
     g = torch.Generator().manual_seed(seed)
     return {"x_l": torch.randn(B, 3, 16, 16, generator=g), "labels": torch.randint(0, C, (B,), generator=g),
-            "x_weak": torch.randn(MU * B, 3, 16, 16, generator=g), "x_strong": torch.randn(MU * B, 3, 16, 16, generator=g)}
+            "u_weak": torch.randn(MU * B, 1, 3, 16, 16, generator=g), "u_strong": torch.randn(MU * B, 1, 3, 16, 16, generator=g)}
 
 
 def _logits(model, x):
@@ -63,7 +63,7 @@ def test_loss_is_labeled_ce_plus_lambda_u_times_the_masked_pseudo_label_ce_of_th
     model = _model(lambda_u=0.7).eval()  # eval: BatchNorm uses running statistics, so each stream's logits stand alone
     x = _inputs()
     with torch.no_grad():
-        lab, weak, strong = _logits(model, x["x_l"]), _logits(model, x["x_weak"]), _logits(model, x["x_strong"])
+        lab, weak, strong = _logits(model, x["x_l"]), _logits(model, x["u_weak"][:, 0]), _logits(model, x["u_strong"][:, 0])
     probs = weak.softmax(-1)
     confidence, pseudo = probs.max(-1)
     model.config.threshold = float(confidence.median())  # about half the rows pass: the mask matters
@@ -85,7 +85,7 @@ def test_training_forward_is_one_concatenated_batch_for_batchnorm():
     model = _model(threshold=0.0).train()
     x = _inputs()
     with torch.no_grad():
-        joint = _logits(model, torch.cat([x["x_l"], x["x_weak"], x["x_strong"]]))  # batch statistics of all 2μB + B rows
+        joint = _logits(model, torch.cat([x["x_l"], x["u_weak"][:, 0], x["u_strong"][:, 0]]))  # batch statistics of all 2μB + B rows
         alone = _logits(model, x["x_l"])  # statistics of the labeled rows only
     out = model(**x)
     torch.testing.assert_close(out.logits, joint[:B])
@@ -99,8 +99,8 @@ def test_no_gradient_flows_through_the_pseudo_labels():
     model = _model(threshold=0.0).eval()  # τ = 0: every row is kept, so the strong side surely has a gradient
     x = {k: v.requires_grad_(v.is_floating_point()) for k, v in _inputs().items()}
     model(**x).loss.backward()
-    assert torch.count_nonzero(x["x_weak"].grad) == 0  # the weak view only makes (detached) targets
-    assert torch.count_nonzero(x["x_strong"].grad) > 0 and torch.count_nonzero(x["x_l"].grad) > 0
+    assert torch.count_nonzero(x["u_weak"].grad) == 0  # the weak view only makes (detached) targets
+    assert torch.count_nonzero(x["u_strong"].grad) > 0 and torch.count_nonzero(x["x_l"].grad) > 0
 
 
 def test_freematch_state_follows_the_formula_in_training_and_is_frozen_in_eval():
@@ -109,7 +109,7 @@ def test_freematch_state_follows_the_formula_in_training_and_is_frozen_in_eval()
     assert torch.equal(model.freematch_class_marginal, torch.full((C,), 1 / C))
     x = _inputs()
     with torch.no_grad():
-        weak = _logits(model, torch.cat([x["x_l"], x["x_weak"], x["x_strong"]]))[B:B + MU * B]
+        weak = _logits(model, torch.cat([x["x_l"], x["u_weak"][:, 0], x["u_strong"][:, 0]]))[B:B + MU * B]
     q = weak.softmax(-1)
     tau = 0.25 / C + 0.75 * q.max(-1).values.mean()  # τ_t = λ τ_{t-1} + (1 - λ) mean_b max_c q_b(c)
     marginal = 0.25 / C + 0.75 * q.mean(0)  # p~_t = λ p~_{t-1} + (1 - λ) mean_b q_b
@@ -119,7 +119,7 @@ def test_freematch_state_follows_the_formula_in_training_and_is_frozen_in_eval()
     out = model(**x)
     torch.testing.assert_close(model.freematch_threshold, tau)
     torch.testing.assert_close(model.freematch_class_marginal, marginal)
-    torch.testing.assert_close(out.freematch_threshold, tau)
+    torch.testing.assert_close(out.threshold, tau)
     torch.testing.assert_close(out.mask_rate, keep.mean())
     before = model.freematch_class_marginal.clone()
     model.eval()(**x)
@@ -158,22 +158,22 @@ def test_the_data_hook_gives_B_labeled_and_mu_B_unlabeled_rows_and_no_label_reac
     config = _model(num_classes=4, labels_per_class=2).config
     source = FixMatchModel.make_batch_source(config, _Data(), batch_size=B, seed=0)
     item = source[0]
-    assert set(item) == {"x_l", "labels", "x_weak", "x_strong"}
+    assert set(item) == {"x_l", "labels", "u_weak", "u_strong"}
     assert item["x_l"].shape == (B, 3, 16, 16) and item["labels"].shape == (B,)
-    assert item["x_weak"].shape == item["x_strong"].shape == (MU * B, 3, 16, 16)
+    assert item["u_weak"].shape == item["u_strong"].shape == (MU * B, 1, 3, 16, 16)
     assert "label" not in source.unlabeled.dataset.column_names  # the unlabeled rows carry no label column at all
     lab_rows = source.labeled.dataset
     assert sorted(lab_rows["label"]) == [0, 0, 1, 1, 2, 2, 3, 3]  # 2 per class
     assert all(torch.equal(item[k], FixMatchModel.make_batch_source(config, _Data(), batch_size=B, seed=0)[0][k])
                for k in item)
     # the unlabeled views read the image only: a label in the rows changes nothing
-    collate = make_fixmatch_collator(config)
+    collate = FixMatchModel.make_collator(config)
     rows = [dict(r) for r in toy_dataset().select(range(4))]
     torch.manual_seed(3)
     with_labels = collate.unlabeled(rows)
     torch.manual_seed(3)
     without = collate.unlabeled([{"image": r["image"]} for r in rows])
-    assert with_labels.keys() == {"x_weak", "x_strong"} and all(torch.equal(with_labels[k], without[k]) for k in without)
+    assert with_labels.keys() == {"u_weak", "u_strong"} and all(torch.equal(with_labels[k], without[k]) for k in without)
     baseline = FixMatchModel.make_batch_source(_model(num_classes=4, labels_per_class=2, lambda_u=0.0).config, _Data(),
                                                batch_size=B, seed=0)[0]
     assert set(baseline) == {"x_l", "labels"} and torch.equal(baseline["labels"], item["labels"])
@@ -185,7 +185,7 @@ def test_the_data_hook_gives_B_labeled_and_mu_B_unlabeled_rows_and_no_label_reac
     ({"label_fraction": 0.1}, "exactly one of labels_per_class or label_fraction"),
     ({"threshold": "freemach"}, "threshold must be a confidence in"),
     ({"augment": {"hflip": 0.0}}, "augment: unknown key"),
-    ({"mu": 0}, "mu must be a whole number >= 1"),
+    ({"mu": 0}, r"mu \(unlabeled rows per labeled row\) must be a whole number >= 1"),
 ])
 def test_bad_config_is_one_clear_error(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -230,7 +230,7 @@ def test_an_interrupted_and_resumed_run_equals_an_uninterrupted_one_freematch_st
     recipe["train"]["stop_after_steps"] = None
     resumed = train(recipe_from_dict(recipe), tmp_path / "cut", resume=True)
     assert resumed.losses == full.losses[2:]
-    assert [r["freematch_threshold"] for r in _rows(tmp_path / "cut")] == [r["freematch_threshold"] for r in _rows(tmp_path / "full")]
+    assert [r["threshold"] for r in _rows(tmp_path / "cut")] == [r["threshold"] for r in _rows(tmp_path / "full")]
     a = load_file(str(full.final_dir / "model.safetensors"))
     b = load_file(str(resumed.final_dir / "model.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
