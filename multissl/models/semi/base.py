@@ -152,6 +152,10 @@ class SemiSupervisedModel(MethodModel):
                           world_size: int = 1, rank: int = 0) -> torch.utils.data.Dataset:
         """B labeled rows (weak view + label) and μB unlabeled rows (the algorithm's views, no label) per item."""
         label_seed = seed if config.label_seed is None else config.label_seed
+        if config.label_fraction == 1.0 and config.lambda_u == 0:  # the all-labels bound: every row, no unlabeled stream
+            collate = SemiSupervisedCollator(config, cls.unlabeled_views, cls.unlabeled_index)
+            return LabeledUnlabeledSource(data.load(), None, collate.labeled, None, batch_size, 0, seed, world_size,
+                                          rank)
         labeled, unlabeled = semi_supervised_split(data.load(), config.label_column, seed=label_seed,
                                                    labels_per_class=config.labels_per_class,
                                                    label_fraction=config.label_fraction)

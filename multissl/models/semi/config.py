@@ -36,7 +36,7 @@ class SemiSupervisedConfig(MethodConfig):
 
     num_classes and one of labels_per_class / label_fraction are required to build a model (None is allowed here only
     because transformers builds a default config). lambda_u = 0 is the supervised-only baseline on exactly the same
-    labeled batches (no unlabeled stream is drawn). rampup_steps: λ_u is multiplied by Laine & Aila's
+    labeled batches (no unlabeled stream is drawn); with label_fraction = 1 it is the all-labels bound. rampup_steps: λ_u is multiplied by Laine & Aila's
     exp(-5 (1 - t)^2), t = step / rampup_steps (0: no ramp-up). entropy_weight: weight of the entropy-minimisation term
     on the unlabeled predictions, a term any algorithm can add (0: off). augment: SSLViewAugment's knobs (weak view =
     flip and shift; strong view adds RandAugment and Cutout).
@@ -60,8 +60,9 @@ class SemiSupervisedConfig(MethodConfig):
         if labels_per_class is not None:
             labels_per_class = whole("labels_per_class", labels_per_class, 1)
         if label_fraction is not None:
+            # 1.0 with lambda_u = 0 is the all-labels bound with this very network, views and budget
             label_fraction = number("label_fraction (the fraction of each class that is labeled)", label_fraction,
-                                    0.0, 1.0, high_open=True)
+                                    0.0, 1.0)
             if label_fraction == 0.0:
                 raise ValueError("label_fraction must be > 0 (the fraction of each class that is labeled); got 0")
         if label_seed is not None:

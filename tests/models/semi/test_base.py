@@ -149,3 +149,12 @@ def test_classifier_accuracy_is_the_argmax_agreement_of_classify():
     assert result == {"accuracy": pytest.approx(expected), "n": 16}
     with pytest.raises(TypeError, match="has no classify"):
         classifier_accuracy(torch.nn.Linear(2, 2), ds, collate)
+
+
+def test_label_fraction_one_with_lambda_u_zero_is_the_all_labels_bound_on_the_same_data_hook():
+    config = _model(labels_per_class=None, label_fraction=1.0, lambda_u=0.0).config
+    source = ToyModel.make_batch_source(config, _Data(), batch_size=4, seed=0)
+    assert len(source.labeled.dataset) == 16 and source.unlabeled is None
+    assert set(source[0]) == {"x_l", "labels"}
+    with pytest.raises(ValueError, match="label_fraction"):
+        _model(labels_per_class=None, label_fraction=1.5)
