@@ -1,19 +1,19 @@
 """A trained run end to end: final/ is written with its processor and a model card (which gains eval.json's metrics
 once the end-of-run evaluation is done), and `multissl export` carries the run's recipe and metrics into the export's
 card; the exported timm backbone loads in plain transformers."""
-import inspect
 import json
 
 from huggingface_hub import ModelCard
 
 from multissl.cli import main
+from multissl.models.base import config_keys
 from multissl.registry import METHODS
 from multissl.training import recipe_from_dict, train
 
 
 def _recipe(name: str, **model) -> dict:
     spec = METHODS[name]
-    params = inspect.signature(spec.config_class.__init__).parameters
+    params = config_keys(spec.config_class)
     tiny = {k: v for k, v in spec.model_class.tiny_config().to_diff_dict().items() if k in params}
     return {"method": name, "dataset": "digits", "model": {**tiny, **model},
             "train": {"max_steps": 1, "batch_size": 8, "log_every": 1, "warmup_steps": 0, "progress": False},

@@ -4,14 +4,13 @@ This exercises the method contract's hooks: `make_batch_source` / `prepare_datas
 tokenise and group blocks before batching), `on_step_end` (EMA teachers, queues) and `on_train_end`
 (MAE's reconstruction grid).
 """
-import inspect
 
 import pytest
 import torch
 from transformers import AutoModel
 
 import multissl
-from multissl.models.base import MethodModel
+from multissl.models.base import MethodModel, config_keys
 from multissl.registry import METHODS
 from multissl.training import recipe_from_dict, train
 
@@ -21,7 +20,7 @@ multissl.register_auto_classes()
 
 def _tiny_recipe(name: str) -> dict:
     spec = METHODS[name]
-    params = inspect.signature(spec.config_class.__init__).parameters
+    params = config_keys(spec.config_class)
     model = {k: v for k, v in spec.model_class.tiny_config().to_diff_dict().items() if k in params}
     return {"method": name, "model": model,
             "train": {"max_steps": 2, "batch_size": 8, "log_every": 1, "warmup_steps": 1, "progress": False}}

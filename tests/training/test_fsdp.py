@@ -8,7 +8,6 @@ What a real launch on CPU does instead (each process trains alone) is refused, a
 """
 from __future__ import annotations
 
-import inspect
 import os
 import sys
 from types import SimpleNamespace
@@ -19,6 +18,7 @@ from accelerate.utils import DistributedType
 
 from multissl.cli import build_parser
 from multissl.commands.train import launch_command
+from multissl.models.base import config_keys
 from multissl.registry import METHODS
 from multissl.training.config import TrainArgs
 from multissl.training.fsdp import check_launch
@@ -27,7 +27,7 @@ from tests.gloo import free_port, run_on_ranks
 
 def _tiny_recipe(name: str, **train_keys) -> dict:
     spec = METHODS[name]
-    params = inspect.signature(spec.config_class.__init__).parameters
+    params = config_keys(spec.config_class)
     model = {k: v for k, v in spec.model_class.tiny_config().to_diff_dict().items() if k in params}
     return {"method": name, "model": model, "train": {"max_steps": 3, "batch_size": 4, "log_every": 1,
                                                       "learning_rate": 1e-2, "progress": False, **train_keys}}

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from multissl.evaluation.protocols import PROTOCOLS, evaluate_model
+from multissl.models.base import config_keys
 from multissl.training.config import (
     EVAL_PROTOCOLS,
     EVAL_RULES,
@@ -326,7 +327,7 @@ def test_every_registered_tiny_config_passes_unchanged():
     from multissl.registry import METHODS
 
     for name, spec in sorted(METHODS.items()):
-        params = inspect.signature(spec.config_class.__init__).parameters
+        params = config_keys(spec.config_class)
         model = {k: v for k, v in spec.model_class.tiny_config().to_diff_dict().items() if k in params}
         assert check_model_values(spec.config_class, model, name) == model, name
 
