@@ -3,11 +3,8 @@ forward, FreeMatch thresholds (formula, saved, resumed), the data hook (no label
 through the loop (the supervised loss falls; an interrupted + resumed run equals an uninterrupted one)."""
 import json
 
-import datasets
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 from safetensors.torch import load_file
 from transformers import AutoModel
 
@@ -15,6 +12,7 @@ from multissl.models.common.vision import TINY_RESNET
 from multissl.models.semi.fixmatch import FixMatchConfig, FixMatchModel
 from multissl.registry import DATASETS, METHODS, register_dataset, register_method
 from multissl.training import recipe_from_dict, train
+from tests.models.semi._toy import toy_dataset
 
 C, B, MU = 5, 4, 2
 
@@ -33,14 +31,6 @@ def registered():
         METHODS.pop("fixmatch")
 
 
-def toy_dataset(split: str = "train"):
-    """4 classes x 24 rows of 8x8 RGB images: a class colour plus noise (learnable in a few steps)."""
-    rng = np.random.default_rng(0)
-    colours = np.array([[230, 30, 30], [30, 230, 30], [30, 30, 230], [230, 230, 30]])
-    labels = [i % 4 for i in range(96)]
-    images = [Image.fromarray(np.clip(colours[y] + rng.normal(0, 40, (8, 8, 3)), 0, 255).astype(np.uint8)) for y in labels]
-    features = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(num_classes=4)})
-    return datasets.Dataset.from_dict({"image": images, "label": labels}, features=features)
 
 
 def _model(**kw):

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from multissl.models.common.vision import TINY_RESNET
 from multissl.models.semi.noisy_student import NoisyStudentConfig, NoisyStudentModel
-from tests.models.semi.test_rounds import toy_dataset
+from tests.models.semi._toy import toy_dataset
 
 C, B, MU, V = 5, 4, 2, 3
 

@@ -4,11 +4,8 @@ logits; the model marginal p~(y) follows its EMA in training only and is saved a
 formula's with constant targets; clear config errors."""
 import json
 
-import datasets
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 from safetensors.torch import load_file
 from transformers import AutoModel
 
@@ -17,6 +14,7 @@ from multissl.models.common.vision import TINY_RESNET
 from multissl.models.semi.remixmatch import ReMixMatchConfig, ReMixMatchModel
 from multissl.registry import DATASETS, METHODS, register_dataset, register_method
 from multissl.training import recipe_from_dict, train
+from tests.models.semi._toy import toy_dataset
 
 C, B, MU, K = 5, 4, 2, 2
 
@@ -191,15 +189,6 @@ def registered():
         METHODS.pop("remixmatch")
 
 
-def toy_dataset(split: str = "train"):
-    """4 classes x 12 rows of 8x8 RGB images: a class colour plus noise."""
-    rng = np.random.default_rng(0)
-    colours = np.array([[230, 30, 30], [30, 230, 30], [30, 30, 230], [230, 230, 30]])
-    labels = [i % 4 for i in range(48)]
-    images = [Image.fromarray(np.clip(colours[y] + rng.normal(0, 40, (8, 8, 3)), 0, 255).astype(np.uint8))
-              for y in labels]
-    features = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(num_classes=4)})
-    return datasets.Dataset.from_dict({"image": images, "label": labels}, features=features)
 
 
 def test_the_data_hook_gives_one_weak_and_two_strong_views():

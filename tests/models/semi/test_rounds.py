@@ -4,11 +4,8 @@ its formula, and through the loop: a run resumed from a mid-round checkpoint has
 import json
 import math
 
-import datasets
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 from safetensors.torch import load_file
 from transformers import AutoModel
 
@@ -18,6 +15,7 @@ from multissl.models.semi.pseudo_label import PseudoLabelConfig, PseudoLabelMode
 from multissl.models.semi.rounds import pseudo_label_loss, round_of
 from multissl.registry import DATASETS, register_dataset
 from multissl.training import recipe_from_dict, train
+from tests.models.semi._toy import toy_dataset  # noqa: F401 (registered by name: f"{__name__}:toy_dataset")
 
 C = 5
 
@@ -166,14 +164,6 @@ def test_save_pretrained_keeps_the_teacher_and_its_round(tmp_path):
 
 # ---- through the loop -----------------------------------------------------------------------------------------------
 
-def toy_dataset(split: str = "train"):
-    """4 classes x 24 rows of 8x8 RGB images: a class colour plus noise (learnable in a few steps)."""
-    rng = np.random.default_rng(0)
-    colours = np.array([[230, 30, 30], [30, 230, 30], [30, 30, 230], [230, 230, 30]])
-    labels = [i % 4 for i in range(96)]
-    images = [Image.fromarray(np.clip(colours[y] + rng.normal(0, 40, (8, 8, 3)), 0, 255).astype(np.uint8)) for y in labels]
-    features = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(num_classes=4)})
-    return datasets.Dataset.from_dict({"image": images, "label": labels}, features=features)
 
 
 @pytest.fixture

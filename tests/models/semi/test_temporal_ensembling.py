@@ -1,11 +1,8 @@
 """Temporal Ensembling: the ensemble and its bias-corrected targets follow Z <- αZ + (1-α)z, z~ = Z / (1 - α^t) per row
 (target read before the visit's update, unseen rows left out), training-only updates, the size check on the unlabeled
 set, the state in save_pretrained and in checkpoints (an interrupted + resumed run equals an uninterrupted one)."""
-import datasets
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 from safetensors.torch import load_file
 from transformers import AutoModel
 
@@ -13,19 +10,12 @@ from multissl.models.common.vision import TINY_RESNET
 from multissl.models.semi.temporal_ensembling import TemporalEnsemblingConfig, TemporalEnsemblingModel
 from multissl.registry import DATASETS, register_dataset
 from multissl.training import recipe_from_dict, train
+from tests.models.semi._toy import toy_dataset
 
 C, B, MU, N = 5, 4, 2, 12
 ALPHA = 0.6
 
 
-def toy_dataset(split: str = "train"):
-    """4 classes x 24 rows of 8x8 RGB images: a class colour plus noise."""
-    rng = np.random.default_rng(0)
-    colours = np.array([[230, 30, 30], [30, 230, 30], [30, 30, 230], [230, 230, 30]])
-    labels = [i % 4 for i in range(96)]
-    images = [Image.fromarray(np.clip(colours[y] + rng.normal(0, 40, (8, 8, 3)), 0, 255).astype(np.uint8)) for y in labels]
-    features = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(num_classes=4)})
-    return datasets.Dataset.from_dict({"image": images, "label": labels}, features=features)
 
 
 @pytest.fixture

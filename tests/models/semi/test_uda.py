@@ -4,17 +4,15 @@ through the weak-view target, one concatenated forward, clear config errors."""
 import json
 import math
 
-import datasets
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 from transformers import AutoModel
 
 from multissl.models.common.vision import TINY_RESNET
 from multissl.models.semi.uda import UDAConfig, UDAModel
 from multissl.registry import DATASETS, METHODS, register_dataset, register_method
 from multissl.training import recipe_from_dict, train
+from tests.models.semi._toy import toy_dataset  # noqa: F401 (registered by name: f"{__name__}:toy_dataset")
 
 C, B, MU = 5, 4, 2
 
@@ -147,15 +145,6 @@ def registered():
         METHODS.pop("uda")
 
 
-def toy_dataset(split: str = "train"):
-    """4 classes x 24 rows of 8x8 RGB images: a class colour plus noise."""
-    rng = np.random.default_rng(0)
-    colours = np.array([[230, 30, 30], [30, 230, 30], [30, 30, 230], [230, 230, 30]])
-    labels = [i % 4 for i in range(96)]
-    images = [Image.fromarray(np.clip(colours[y] + rng.normal(0, 40, (8, 8, 3)), 0, 255).astype(np.uint8))
-              for y in labels]
-    features = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(num_classes=4)})
-    return datasets.Dataset.from_dict({"image": images, "label": labels}, features=features)
 
 
 def test_through_the_loop_tsa_eta_follows_the_step(registered, tmp_path):
