@@ -9,6 +9,8 @@ model.label_fraction=1.0 (every training label, same network, views and steps). 
 
     OMP_NUM_THREADS=1 python benchmarks/bench_semi_supervised.py                        # test split, 3 seeds, writes docs
     OMP_NUM_THREADS=1 python benchmarks/bench_semi_supervised.py --split validation --seeds 0 --methods uda   # tuning
+    OMP_NUM_THREADS=1 python benchmarks/bench_semi_supervised.py --split validation --seeds 0 --methods mean_teacher \
+        --set model.lambda_u=10 --no-baselines --out runs/semi_tune/mt_lu10      # a candidate setting, own folder
 
 With `--split test` (default) it writes docs/results/semi_supervised.md and .png; runs live under --out and are reused
 when their final/ exists (--retrain to train again). Tune only with --split validation.
@@ -105,10 +107,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seeds", type=int, nargs="*", default=list(SEEDS))
     parser.add_argument("--methods", nargs="*", default=METHODS, choices=METHODS)
     parser.add_argument("--retrain", action="store_true", help="train again even where a finished run exists")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="recipe override for the method rows (tuning; give such runs their own --out)")
+    parser.add_argument("--no-baselines", action="store_true", help="only the method rows")
     args = parser.parse_args(argv)
+    if args.overrides and args.out == parser.get_default("out"):
+        parser.error("--set changes the recipe: give its runs their own --out, not the table's")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    plan = [(name, "fixmatch", over) for name, over in BASELINES.items()] + [(m, m, []) for m in args.methods]
+    plan = [] if args.no_baselines else [(name, "fixmatch", over) for name, over in BASELINES.items()]
+    plan += [(m, m, list(args.overrides)) for m in args.methods]
     rows = []
     for seed in args.seeds:
         for name, recipe_name, overrides in plan:
@@ -118,7 +126,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"{name:>22} seed {seed}: {args.split} accuracy {row['accuracy']:.3f} "
                   f"({time.perf_counter() - t0:.0f} s)", flush=True)
     (out / f"results-{args.split}.json").write_text(json.dumps(rows, indent=1))
-    if args.split == "test" and set(args.methods) == set(METHODS):
+    if args.split == "test" and set(args.methods) == set(METHODS) and not args.overrides and not args.no_baselines:
         write_docs(rows, args.seeds, args.split)
         print("wrote docs/results/semi_supervised.md and .png")
 
