@@ -11,8 +11,10 @@ from numbers import Integral, Real
 from multissl.modalities.image.ssl_views import SSLViewAugment
 from multissl.models.base import MethodConfig
 from multissl.models.common.vision import set_backbone_fields
+from multissl.models.semi.rampup import RAMPUPS
 
 AUGMENT_KEYS = tuple(f.name for f in fields(SSLViewAugment) if f.name != "image_size")
+LABELED_VIEWS = ("weak", "strong")  # the SSLViewAugment policy of the labeled rows' one view
 
 
 def whole(name: str, value: object, low: int) -> int:
@@ -36,10 +38,13 @@ class SemiSupervisedConfig(MethodConfig):
 
     num_classes and one of labels_per_class / label_fraction are required to build a model (None is allowed here only
     because transformers builds a default config). lambda_u = 0 is the supervised-only baseline on exactly the same
-    labeled batches (no unlabeled stream is drawn); with label_fraction = 1 it is the all-labels bound. rampup_steps: λ_u is multiplied by Laine & Aila's
-    exp(-5 (1 - t)^2), t = step / rampup_steps (0: no ramp-up). entropy_weight: weight of the entropy-minimisation term
-    on the unlabeled predictions, a term any algorithm can add (0: off). augment: SSLViewAugment's knobs (weak view =
-    flip and shift; strong view adds RandAugment and Cutout).
+    labeled batches (no unlabeled stream is drawn); with label_fraction = 1 it is the all-labels bound. rampup_steps: λ_u
+    is multiplied by w(t), t = step / rampup_steps (0: no ramp-up), with rampup "sigmoid" (Laine & Aila's
+    exp(-5 (1 - t)^2), the default) or "linear" (min(1, t), MixMatch's); rampup.py. entropy_weight: weight of the
+    entropy-minimisation term on the unlabeled predictions, a term any algorithm can add (0: off). labeled_view: the
+    view of each labeled row, "weak" (flip and shift, the default) or "strong" (+ RandAugment and Cutout, as
+    ReMixMatch's paper). augment: SSLViewAugment's knobs (weak view = flip and shift; strong view adds RandAugment and
+    Cutout).
     """
 
     model_type = "multissl_semi_supervised"
@@ -47,8 +52,8 @@ class SemiSupervisedConfig(MethodConfig):
     def __init__(self, backbone_config: dict | None = None, backbone_path: str | None = None, image_size: int = 32,
                  num_classes: int | None = None, label_column: str = "label", labels_per_class: int | None = None,
                  label_fraction: float | None = None, label_seed: int | None = None, mu: int = 7,
-                 lambda_u: float = 1.0, rampup_steps: int = 0, entropy_weight: float = 0.0,
-                 augment: dict | None = None, **kwargs):
+                 lambda_u: float = 1.0, rampup_steps: int = 0, rampup: str = "sigmoid", entropy_weight: float = 0.0,
+                 labeled_view: str = "weak", augment: dict | None = None, **kwargs):
         set_backbone_fields(self, backbone_config, backbone_path, image_size)
         if num_classes is not None:
             num_classes = whole("num_classes (the number of classes in the label column)", num_classes, 2)
@@ -76,6 +81,13 @@ class SemiSupervisedConfig(MethodConfig):
         self.mu = whole("mu (unlabeled rows per labeled row)", mu, 1)
         self.lambda_u = number("lambda_u (0: supervised only)", lambda_u, 0.0, float("inf"), high_open=True)
         self.rampup_steps = whole("rampup_steps", rampup_steps, 0)
+        if not isinstance(rampup, str) or rampup not in RAMPUPS:
+            raise ValueError(f"rampup must be one of {list(RAMPUPS)} (the shape of λ_u's ramp-up); got {rampup!r}")
+        self.rampup = rampup
         self.entropy_weight = number("entropy_weight", entropy_weight, 0.0, float("inf"), high_open=True)
+        if not isinstance(labeled_view, str) or labeled_view not in LABELED_VIEWS:
+            raise ValueError(f"labeled_view must be one of {list(LABELED_VIEWS)} (the augmentation of the labeled rows); "
+                             f"got {labeled_view!r}")
+        self.labeled_view = labeled_view
         self.augment = augment
         super().__init__(**kwargs)

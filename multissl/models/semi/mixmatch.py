@@ -6,8 +6,8 @@
     loss = (1/|X'|) Σ H(p', f(x')) + λ_u · w(t) · (1/(C|U'|)) Σ ||q' - softmax(f(u'))||²
 
 Decisions:
-* K = 2 weak views of each unlabeled row (the paper's K for every experiment), as a class constant: the family's
-  data hook reads the view counts from the class (`unlabeled_views`), before any config exists.
+* K weak views of each unlabeled row: the knob `guess_views`, default 2 (the paper's K for every experiment); the
+  family's collator, data hook and shape check read it through `views_for(config)`.
 * The guess is one no-grad pass over the K·μB weak views in the model's current mode (training: BatchNorm batch
   statistics, as the authors' code guesses with training=True). The mixed batch (B + K·μB rows) is then ONE
   concatenated forward, so BatchNorm normalises labeled and unlabeled mixed rows together (the authors interleave
@@ -16,11 +16,11 @@ Decisions:
   row, so the first B rows stay "labeled" for L_X. Its draws (λ, the shuffle) come from a CPU torch.Generator seeded
   from torch's global RNG, which the loop seeds per (run seed, step): the mixing is the same on CPU and GPU and a
   resumed run replays it exactly.
-* L_X and L_U are mixmatch_loss's terms; λ_u and its ramp-up are the family's (lambda_u · sigmoid ramp over
-  rampup_steps; the paper ramps linearly over its first 16k steps). The default λ_u = 100 is the paper's CIFAR-10
-  value. Labeled rows are mixed, so the step reports no labeled accuracy; the entropy term (if on) reads the mixed
-  unlabeled rows' predictions. The paper's EMA of weights for evaluation is not used (the classifier is scored as
-  trained, like every method of the family).
+* L_X and L_U are mixmatch_loss's terms; λ_u and its ramp-up are the family's (lambda_u · a sigmoid ramp over
+  rampup_steps by default; `rampup: linear` is the paper's linear ramp, over its first 16k steps). The default
+  λ_u = 100 is the paper's CIFAR-10 value. Labeled rows are mixed, so the step reports no labeled accuracy; the
+  entropy term (if on) reads the mixed unlabeled rows' predictions. The paper's EMA of weights for evaluation is not
+  used (the classifier is scored as trained, like every method of the family).
 """
 from __future__ import annotations
 
@@ -31,12 +31,12 @@ import torch.nn.functional as F
 
 from multissl.models.common.vision import TINY_RESNET
 from multissl.models.semi.base import SemiStep, SemiSupervisedModel
-from multissl.models.semi.config import SemiSupervisedConfig
+from multissl.models.semi.config import SemiSupervisedConfig, whole
 from multissl.models.semi.uda import sharpening_temperature
 from multissl.objectives.mixup import mixmatch_loss, mixmatch_mixup
 from multissl.objectives.pseudo_label import sharpen
 
-GUESS_VIEWS = 2  # K: weak views averaged into each label guess (the paper's K = 2)
+GUESS_VIEWS = 2  # K's default: weak views averaged into each label guess (the paper's K = 2)
 
 
 def mixup_alpha_value(value: object) -> float:
@@ -57,14 +57,17 @@ def guess_labels(probs: torch.Tensor, temperature: float) -> torch.Tensor:
 
 
 class MixMatchConfig(SemiSupervisedConfig):
-    """The family's fields + sharpen_temperature (T of the guess) and mixup_alpha (α of Beta(α, α)); λ_u defaults to
-    the paper's 100 (L_U is a mean squared error over classes, far smaller than a cross-entropy)."""
+    """The family's fields + sharpen_temperature (T of the guess), mixup_alpha (α of Beta(α, α)) and guess_views (K
+    weak views averaged into each guess); λ_u defaults to the paper's 100 (L_U is a mean squared error over classes,
+    far smaller than a cross-entropy)."""
 
     model_type = "multissl_mixmatch"
 
-    def __init__(self, sharpen_temperature: float = 0.5, mixup_alpha: float = 0.75, lambda_u: float = 100.0,
-                 **kwargs):
+    def __init__(self, sharpen_temperature: float = 0.5, mixup_alpha: float = 0.75, guess_views: int = GUESS_VIEWS,
+                 lambda_u: float = 100.0, **kwargs):
         self.sharpen_temperature = sharpening_temperature("sharpen_temperature", sharpen_temperature)
+        self.guess_views = whole("guess_views (K, weak views of each unlabeled row averaged into its guess)",
+                                 guess_views, 1)
         self.mixup_alpha = mixup_alpha_value(mixup_alpha)
         super().__init__(lambda_u=lambda_u, **kwargs)
 
@@ -76,12 +79,17 @@ def tiny_mixmatch_config() -> MixMatchConfig:
 
 
 class MixMatchModel(SemiSupervisedModel):
-    """Backbone + linear classifier; unlabeled rows come as K = 2 weak views (u_weak [μB, 2, 3, S, S])."""
+    """Backbone + linear classifier; unlabeled rows come as K = guess_views weak views (u_weak [μB, K, 3, S, S])."""
 
     config_class = MixMatchConfig
     tiny_config = staticmethod(tiny_mixmatch_config)
     base_model_prefix = "mixmatch"
-    unlabeled_views = (GUESS_VIEWS, 0)
+    unlabeled_views = (GUESS_VIEWS, 0)  # the default; views_for reads the config's K
+
+    @classmethod
+    def views_for(cls, config: MixMatchConfig) -> tuple[int, int]:
+        """K = guess_views weak views of each unlabeled row, no strong view."""
+        return (config.guess_views, 0)
 
     def __init__(self, config: MixMatchConfig):
         super().__init__(config)

@@ -16,14 +16,13 @@ Decisions:
   the student becomes the next teacher with no change of architecture).
 * Student noise: input noise through the strong view and dropout before the classifier (the paper's 0.5 on the final
   layer). Stochastic depth is not applied: the Hugging Face ResNet backbone has no drop-path. Labeled rows get the
-  family's weak view (the base's data hook), with the same dropout.
+  family's labeled view (weak by default; `labeled_view: strong` noises them too), with the same dropout.
 * Soft targets by default (`soft`, the paper's choice for in-domain unlabeled data); soft=False uses the argmax.
   Confidence filtering (`threshold`) is off by default; the paper filters at 0.3 on its out-of-domain pool. The
   paper's class balancing (duplicating / dropping pseudo-labeled images per class) needs the whole pool and is
   not done.
-* `teacher_views` V is a config value while the family's data hook reads the view counts from the class
-  (`unlabeled_views`): the collator is built with the config's counts, and the hook is run with a plain class that
-  carries them (_hook_class). A base-class change would remove this (report: views as a classmethod of the config).
+* `teacher_views` V is a config value: `views_for(config)` = (V, 1) is what the family's collator, data hook and
+  forward's shape check read.
 """
 from __future__ import annotations
 
@@ -32,7 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from multissl.models.common.vision import TINY_RESNET
-from multissl.models.semi.base import SemiStep, SemiSupervisedCollator, SemiSupervisedModel
+from multissl.models.semi.base import SemiStep
 from multissl.models.semi.config import number, whole
 from multissl.models.semi.rounds import RoundsConfig, SelfTrainingModel, pseudo_label_loss
 
@@ -62,13 +61,6 @@ def tiny_noisy_student_config() -> NoisyStudentConfig:
                               rounds=2, teacher_views=2, augment={"hflip_prob": 0.0})
 
 
-def _hook_class(cls: type, views: tuple[int, int]) -> type:
-    """A plain class (not a model: nothing is registered) with what the family's data hook reads from a model class,
-    unlabeled_views set to the config's counts; the hook runs with it as `cls`."""
-    return type(f"{cls.__name__}Views", (), {"unlabeled_views": views, "unlabeled_index": cls.unlabeled_index,
-                                              "check_unlabeled_rows": cls.check_unlabeled_rows})
-
-
 class NoisyStudentModel(SelfTrainingModel):
     """Student backbone + dropout + linear classifier and its frozen teacher; unlabeled rows come as V weak views for
     the teacher (u_weak [μB, V, 3, S, S]) and one strong view for the student (u_strong [μB, 1, 3, S, S])."""
@@ -76,26 +68,17 @@ class NoisyStudentModel(SelfTrainingModel):
     config_class = NoisyStudentConfig
     tiny_config = staticmethod(tiny_noisy_student_config)
     base_model_prefix = "noisy_student"
-    unlabeled_views = (1, 1)  # the class default; an instance and its data hook use (teacher_views, 1)
+    unlabeled_views = (1, 1)  # the class default; views_for reads the config's V
 
     def __init__(self, config: NoisyStudentConfig):
         super().__init__(config)
-        self.unlabeled_views = (config.teacher_views, 1)  # what forward checks u_weak / u_strong against
         self.student_dropout = nn.Dropout(config.dropout)
         self.post_init()
 
     @classmethod
-    def make_collator(cls, config: NoisyStudentConfig, train: bool = True):
-        """The family's collator with V weak views + 1 strong view per unlabeled row (train), plain images (eval)."""
-        if not train:
-            return super().make_collator(config, train)
-        return SemiSupervisedCollator(config, (config.teacher_views, 1), cls.unlabeled_index)
-
-    @classmethod
-    def make_batch_source(cls, config: NoisyStudentConfig, data, **kwargs) -> torch.utils.data.Dataset:
-        """The family's data hook with V weak views + 1 strong view per unlabeled row."""
-        hook = SemiSupervisedModel.make_batch_source.__func__  # the family's hook, unbound
-        return hook(_hook_class(cls, (config.teacher_views, 1)), config, data, **kwargs)
+    def views_for(cls, config: NoisyStudentConfig) -> tuple[int, int]:
+        """V = teacher_views weak views (the teacher's) and one strong view (the student's) of each unlabeled row."""
+        return (config.teacher_views, 1)
 
     def student_logits(self, *parts: torch.Tensor) -> list[torch.Tensor]:
         """The noised student's logits of several batches in one pass: dropout on the features, then the classifier."""

@@ -14,15 +14,18 @@ Decisions:
   model and in every checkpoint, and a resumed run continues it exactly. It is an EMA (alignment_momentum; the
   paper averages the last 128 batches: 0.99 forgets at a similar pace) updated in training forward only, from this
   micro-batch's weak-view predictions (gathered over processes), before they are aligned: the paper's order.
-* Augmentation anchoring: the guess comes from the weak view alone; K = 2 strong views (RandAugment + Cutout, the
-  family's strong policy; the paper uses CTAugment and K = 8) are targets. K is a class constant because the
-  family's data hook reads view counts from the class; 8 strong views of 224 unlabeled rows a step is beyond a CPU.
-  Labeled rows get the family's weak view (the paper strongly augments them; the data hook has one labeled view).
+* Augmentation anchoring: the guess comes from the weak view alone; K strong views (RandAugment + Cutout, the
+  family's strong policy; the paper uses CTAugment) are targets. K is the knob `strong_views`, default 2 (the
+  paper's 8 strong views of 224 unlabeled rows a step is beyond a CPU), read by the family's collator, data hook and
+  shape check through `views_for(config)`. Labeled rows get the family's labeled view: weak by default (the recipes'
+  runs); `labeled_view: strong` is the paper's strongly augmented labeled rows.
 * The guess is a no-grad pass over the weak views in the model's current mode; then ONE concatenated forward over
   [mixed rows (B + (1 + K)·μB); û_1; rotated û_1] so BatchNorm sees the whole step's batch.
 * λ_u (default the paper's 1.5) and the ramp-up are the family's: the base multiplies unsupervised_loss by
   λ_u · w(t), so this step returns L_U + (λ_Û1 H(û_1) + λ_r L_rot) / λ_u, giving the total above (all three
-  unlabeled terms ramp; USB leaves the rotation term un-ramped: the base has no un-ramped slot, see the report).
+  unlabeled terms ramp). USB leaves the rotation term un-ramped; the base's un-ramped slot (SemiStep.auxiliary_loss)
+  would do that, but it is not used: it would change every existing run (the recipe ramps over 100 steps, and even
+  without a ramp λ_u · (λ_r L / λ_u) is not in general bit-equal to λ_r L).
 * pre_mixup_weight λ_Û1 (paper 0.5) and rotation_weight λ_r (paper 0.5; 0 builds no rotation head) are knobs. The
   rotation of each û_1 row (0/90/180/270°) and the MixUp draws come from one CPU generator seeded from torch's
   global RNG, which the loop seeds per (run seed, step): deterministic per seed, replayed exactly on resume.
@@ -36,14 +39,14 @@ from torch import nn
 from multissl.modalities.image.rotation import NUM_ROTATIONS, four_rotations
 from multissl.models.common.vision import TINY_RESNET
 from multissl.models.semi.base import SemiStep, SemiSupervisedModel
-from multissl.models.semi.config import SemiSupervisedConfig, number
+from multissl.models.semi.config import SemiSupervisedConfig, number, whole
 from multissl.models.semi.mixmatch import mixup_alpha_value, step_generator
 from multissl.models.semi.uda import sharpening_temperature
 from multissl.objectives.distributed import gather_no_grad, is_distributed
 from multissl.objectives.mixup import distribution_alignment, mixmatch_mixup, update_marginal
 from multissl.objectives.pseudo_label import sharpen, soft_cross_entropy
 
-STRONG_VIEWS = 2  # K strong views per unlabeled row (the paper's 8 does not fit a CPU step; see the docstring)
+STRONG_VIEWS = 2  # K's default: strong views per unlabeled row (the paper's 8 does not fit a CPU step; docstring)
 
 
 def random_rotations(images: torch.Tensor, generator: torch.Generator | None = None
@@ -56,13 +59,15 @@ def random_rotations(images: torch.Tensor, generator: torch.Generator | None = N
 
 
 class ReMixMatchConfig(SemiSupervisedConfig):
-    """The family's fields + sharpen_temperature (T), mixup_alpha (α), pre_mixup_weight (λ_Û1), rotation_weight (λ_r)
-    and alignment_momentum (EMA momentum of the model marginal p~(y)); λ_u defaults to the paper's 1.5."""
+    """The family's fields + sharpen_temperature (T), mixup_alpha (α), pre_mixup_weight (λ_Û1), rotation_weight (λ_r),
+    alignment_momentum (EMA momentum of the model marginal p~(y)) and strong_views (K strong views of each unlabeled
+    row); λ_u defaults to the paper's 1.5."""
 
     model_type = "multissl_remixmatch"
 
     def __init__(self, sharpen_temperature: float = 0.5, mixup_alpha: float = 0.75, pre_mixup_weight: float = 0.5,
-                 rotation_weight: float = 0.5, alignment_momentum: float = 0.99, lambda_u: float = 1.5, **kwargs):
+                 rotation_weight: float = 0.5, alignment_momentum: float = 0.99, strong_views: int = STRONG_VIEWS,
+                 lambda_u: float = 1.5, **kwargs):
         self.sharpen_temperature = sharpening_temperature("sharpen_temperature", sharpen_temperature)
         self.mixup_alpha = mixup_alpha_value(mixup_alpha)
         self.pre_mixup_weight = number("pre_mixup_weight (λ_Û1, weight of the unmixed strong-view loss)",
@@ -70,6 +75,8 @@ class ReMixMatchConfig(SemiSupervisedConfig):
         self.rotation_weight = number("rotation_weight (λ_r, 0: no rotation loss)", rotation_weight, 0.0,
                                       float("inf"), high_open=True)
         self.alignment_momentum = number("alignment_momentum", alignment_momentum, 0.0, 1.0, high_open=True)
+        self.strong_views = whole("strong_views (K, strong views of each unlabeled row; the first is also û_1)",
+                                  strong_views, 1)
         super().__init__(lambda_u=lambda_u, **kwargs)
 
 
@@ -81,12 +88,18 @@ def tiny_remixmatch_config() -> ReMixMatchConfig:
 
 class ReMixMatchModel(SemiSupervisedModel):
     """Backbone + linear classifier (+ a 4-way rotation head when rotation_weight > 0); unlabeled rows come as one weak
-    and K = 2 strong views (u_weak [μB, 1, ...], u_strong [μB, 2, ...]); p~(y) is the buffer `model_marginal` [C]."""
+    and K = strong_views strong views (u_weak [μB, 1, ...], u_strong [μB, K, ...]); p~(y) is the buffer
+    `model_marginal` [C]."""
 
     config_class = ReMixMatchConfig
     tiny_config = staticmethod(tiny_remixmatch_config)
     base_model_prefix = "remixmatch"
-    unlabeled_views = (1, STRONG_VIEWS)
+    unlabeled_views = (1, STRONG_VIEWS)  # the default; views_for reads the config's K
+
+    @classmethod
+    def views_for(cls, config: ReMixMatchConfig) -> tuple[int, int]:
+        """One weak view (the anchor) and K = strong_views strong views of each unlabeled row."""
+        return (1, config.strong_views)
 
     def __init__(self, config: ReMixMatchConfig):
         super().__init__(config)

@@ -1,7 +1,7 @@
 """MixMatch: the loss against its formula (guess = sharpened mean of K weak predictions, MixUp with λ' = max(λ, 1-λ) over
 labeled + unlabeled, soft CE + per-class squared error) from the model's own logits; the gradient is that of the formula
-with constant targets; the mixed batch is one forward; the mixing is deterministic per seed; the data hook gives K = 2
-weak views; clear config errors."""
+with constant targets; the mixed batch is one forward; the mixing is deterministic per seed; the data hook gives K
+weak views (guess_views, default 2); clear config errors."""
 import datasets
 import numpy as np
 import pytest
@@ -22,10 +22,10 @@ def _model(**kw):
     return MixMatchModel(MixMatchConfig(**kw))
 
 
-def _inputs(seed=1):
+def _inputs(seed=1, k=K):
     g = torch.Generator().manual_seed(seed)
     return {"x_l": torch.randn(B, 3, 16, 16, generator=g), "labels": torch.randint(0, C, (B,), generator=g),
-            "u_weak": torch.randn(MU * B, K, 3, 16, 16, generator=g)}
+            "u_weak": torch.randn(MU * B, k, 3, 16, 16, generator=g)}
 
 
 def _logits(model, x):
@@ -47,14 +47,14 @@ def recorded(monkeypatch):
 
 def _naive(model, x, mixed, t=0.5, detach=True):
     """MixMatch's L_X and L_U written out from the recorded λ' and partner, with the model's logits (eval mode)."""
-    rows = [x["u_weak"][:, k] for k in range(K)]  # each [μB, 3, S, S]
+    rows = [x["u_weak"][:, k] for k in range(x["u_weak"].shape[1])]  # K views, each [μB, 3, S, S]
     probs = [torch.softmax(_logits(model, r), -1) for r in rows]
-    mean = (probs[0] + probs[1]) / 2
+    mean = sum(probs) / len(probs)
     guess = mean ** (1 / t) / (mean ** (1 / t)).sum(-1, keepdim=True)  # Sharpen(p, T)
     if detach:
         guess = guess.detach()
-    inputs = torch.cat([x["x_l"], *rows])  # W before the shuffle: labeled, then view 0, then view 1
-    targets = torch.cat([torch.eye(C)[x["labels"]], guess, guess])
+    inputs = torch.cat([x["x_l"], *rows])  # W before the shuffle: labeled, then view 0, view 1, ...
+    targets = torch.cat([torch.eye(C)[x["labels"]], *[guess] * len(rows)])
     lam = mixed.lam[:, None]
     assert bool((lam >= 0.5).all())
     mixed_x = lam[:, :, None, None] * inputs + (1 - lam[:, :, None, None]) * inputs[mixed.partner]
@@ -65,12 +65,13 @@ def _naive(model, x, mixed, t=0.5, detach=True):
     return l_x, l_u, mixed_x
 
 
-def test_loss_is_soft_ce_on_mixed_labeled_plus_lambda_u_times_squared_error_on_mixed_unlabeled(recorded):
-    model = _model(lambda_u=30.0, sharpen_temperature=0.5).eval()  # eval: logits do not depend on the batch
-    x = _inputs()
+@pytest.mark.parametrize("k", [K, 3])
+def test_loss_is_soft_ce_on_mixed_labeled_plus_lambda_u_times_squared_error_on_mixed_unlabeled(recorded, k):
+    model = _model(lambda_u=30.0, sharpen_temperature=0.5, guess_views=k).eval()  # eval: logits do not depend on the batch
+    x = _inputs(k=k)
     out = model(**x)
     (mixed,) = recorded
-    assert mixed.inputs.shape == (B + K * MU * B, 3, 16, 16)
+    assert mixed.inputs.shape == (B + k * MU * B, 3, 16, 16)
     with torch.no_grad():
         l_x, l_u, mixed_x = _naive(model, x, mixed)
     torch.testing.assert_close(mixed.inputs, mixed_x)
@@ -130,20 +131,24 @@ class _Data:
         return datasets.Dataset.from_dict({"image": images, "label": [i % 4 for i in range(24)]}, features=features)
 
 
-def test_the_data_hook_gives_two_weak_views_of_each_unlabeled_row():
-    config = _model(num_classes=4, labels_per_class=2).config
+@pytest.mark.parametrize("k", [K, 3])
+def test_the_data_hook_gives_guess_views_weak_views_of_each_unlabeled_row(k):
+    config = _model(num_classes=4, labels_per_class=2, guess_views=k).config
+    assert MixMatchModel.views_for(config) == (k, 0)
     item = MixMatchModel.make_batch_source(config, _Data(), batch_size=B, seed=0)[0]
     assert set(item) == {"x_l", "labels", "u_weak"}
-    assert item["u_weak"].shape == (MU * B, K, 3, 16, 16)
-    assert not torch.equal(item["u_weak"][:, 0], item["u_weak"][:, 1])  # two different augmentations
+    assert item["u_weak"].shape == (MU * B, k, 3, 16, 16)
+    assert not torch.equal(item["u_weak"][:, 0], item["u_weak"][:, 1])  # different augmentations
 
 
 def test_config_round_trip_keeps_the_papers_defaults(tmp_path):
     model = _model()
-    assert (model.config.sharpen_temperature, model.config.mixup_alpha, model.config.lambda_u) == (0.5, 0.75, 100.0)
+    c = model.config
+    assert (c.sharpen_temperature, c.mixup_alpha, c.lambda_u, c.guess_views) == (0.5, 0.75, 100.0, 2)
     model.save_pretrained(tmp_path / "m")
     loaded = AutoModel.from_pretrained(tmp_path / "m")
     assert type(loaded) is MixMatchModel and loaded.config.lambda_u == 100.0 and loaded.config.mixup_alpha == 0.75
+    assert _model(guess_views=3).config.guess_views == 3
 
 
 @pytest.mark.parametrize("kwargs, match", [
@@ -152,6 +157,8 @@ def test_config_round_trip_keeps_the_papers_defaults(tmp_path):
     ({"mixup_alpha": 0.0}, "mixup_alpha must be a number > 0"),
     ({"mixup_alpha": "0.75"}, "mixup_alpha must be a number > 0"),
     ({"lambda_u": -1.0}, "lambda_u"),
+    ({"guess_views": 0}, r"guess_views \(K, .*\) must be a whole number >= 1"),
+    ({"guess_views": 2.0}, r"guess_views \(K, .*\) must be a whole number >= 1"),
 ])
 def test_bad_config_is_one_clear_error(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -163,3 +170,5 @@ def test_wrong_view_count_is_one_clear_error():
     x["u_weak"] = x["u_weak"][:, :1]
     with pytest.raises(ValueError, match=r"u_weak must be \[μB, 2, C, H, W\]"):
         _model()(**x)
+    with pytest.raises(ValueError, match=r"u_weak must be \[μB, 3, C, H, W\]"):  # the config's K, not the class's
+        _model(guess_views=3)(**_inputs())

@@ -109,6 +109,7 @@ def test_the_data_hook_and_collator_give_v_weak_views_and_one_strong_view():
     assert batch["u_weak"].shape == (4, 2, 3, 16, 16)
     assert NoisyStudentModel.make_collator(config, train=False)(rows)["pixel_values"].shape == (4, 3, 16, 16)
     assert NoisyStudentModel.unlabeled_views == (1, 1)  # the class itself is untouched by the config's V
+    assert NoisyStudentModel.views_for(config) == (2, 1)  # what the collator, the data hook and forward read
 
 
 def test_forward_refuses_a_view_count_other_than_teacher_views():

@@ -1,7 +1,8 @@
 """ReMixMatch: the loss against its formula (distribution-aligned, sharpened weak-view guess; MixUp over labeled + weak +
 K strong views; soft CE on the mixed rows, the pre-mixup strong-view term and the rotation term) from the model's own
 logits; the model marginal p~(y) follows its EMA in training only and is saved and resumed; the gradient is the
-formula's with constant targets; clear config errors."""
+formula's with constant targets; K = strong_views (default 2) reaches the data hook and the formula; clear config
+errors."""
 import json
 
 import pytest
@@ -34,11 +35,11 @@ def _train_with_frozen_batchnorm(model):
     return model
 
 
-def _inputs(seed=1):
+def _inputs(seed=1, k=K):
     g = torch.Generator().manual_seed(seed)
     return {"x_l": torch.randn(B, 3, 16, 16, generator=g), "labels": torch.randint(0, C, (B,), generator=g),
             "u_weak": torch.randn(MU * B, 1, 3, 16, 16, generator=g),
-            "u_strong": torch.randn(MU * B, K, 3, 16, 16, generator=g)}
+            "u_strong": torch.randn(MU * B, k, 3, 16, 16, generator=g)}
 
 
 def _logits(model, x):
@@ -74,9 +75,9 @@ def _naive(model, x, mixed, r, marginal_before, momentum, t=0.5, detach=True):
     guess = aligned ** (1 / t) / (aligned ** (1 / t)).sum(-1, keepdim=True)
     if detach:
         guess = guess.detach()
-    strong = [x["u_strong"][:, k] for k in range(K)]
+    strong = [x["u_strong"][:, k] for k in range(x["u_strong"].shape[1])]  # the K strong views
     inputs = torch.cat([x["x_l"], x["u_weak"][:, 0], *strong])
-    targets = torch.cat([torch.eye(C)[x["labels"]], guess, *[guess] * K])
+    targets = torch.cat([torch.eye(C)[x["labels"]], guess, *[guess] * len(strong)])
     lam = mixed.lam[:, None]
     mixed_x = lam[:, :, None, None] * inputs + (1 - lam[:, :, None, None]) * inputs[mixed.partner]
     mixed_p = lam * targets + (1 - lam) * targets[mixed.partner]
@@ -92,16 +93,17 @@ def _naive(model, x, mixed, r, marginal_before, momentum, t=0.5, detach=True):
     return marginal, guess, l_x, l_u, l_u1, l_rot, mixed_x, mixed_p
 
 
-def test_loss_and_marginal_follow_the_formula(recorded):
+@pytest.mark.parametrize("k", [K, 3])
+def test_loss_and_marginal_follow_the_formula(recorded, k):
     model = _train_with_frozen_batchnorm(_model(lambda_u=2.0, pre_mixup_weight=0.3, rotation_weight=0.7,
-                                                alignment_momentum=0.5))
+                                                alignment_momentum=0.5, strong_views=k))
     with torch.no_grad():
         model.model_marginal.copy_(torch.tensor([0.4, 0.1, 0.2, 0.2, 0.1]))  # a skewed marginal: alignment matters
     before = model.model_marginal.clone()
-    x = _inputs()
+    x = _inputs(k=k)
     out = model(**x)
     (mixed,), (r,) = recorded["mixed"], recorded["r"]
-    assert mixed.inputs.shape == (B + (1 + K) * MU * B, 3, 16, 16) and r.shape == (MU * B,)
+    assert mixed.inputs.shape == (B + (1 + k) * MU * B, 3, 16, 16) and r.shape == (MU * B,)
     with torch.no_grad():
         marginal, guess, l_x, l_u, l_u1, l_rot, mixed_x, mixed_p = _naive(model, x, mixed, r, before, 0.5)
     torch.testing.assert_close(model.model_marginal, marginal)
@@ -138,6 +140,7 @@ def test_the_marginal_is_frozen_in_eval_and_saved_with_the_model(tmp_path):
     loaded = AutoModel.from_pretrained(tmp_path / "m")
     assert type(loaded) is ReMixMatchModel and torch.equal(loaded.model_marginal, moved)
     assert (loaded.config.lambda_u, loaded.config.pre_mixup_weight, loaded.config.rotation_weight) == (1.5, 0.5, 0.5)
+    assert loaded.config.strong_views == K == 2  # the default
 
 
 def test_the_gradient_is_the_formulas_with_constant_targets(recorded):
@@ -169,6 +172,8 @@ def test_without_rotation_there_is_no_rotation_head_and_no_rotation_draw(recorde
     ({"pre_mixup_weight": -0.5}, r"pre_mixup_weight \(λ_Û1"),
     ({"rotation_weight": None}, r"rotation_weight \(λ_r"),
     ({"alignment_momentum": 1.0}, "alignment_momentum must be a number in"),
+    ({"strong_views": 0}, r"strong_views \(K, .*\) must be a whole number >= 1"),
+    ({"strong_views": "2"}, r"strong_views \(K, .*\) must be a whole number >= 1"),
 ])
 def test_bad_config_is_one_clear_error(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -191,8 +196,10 @@ def registered():
 
 
 
-def test_the_data_hook_gives_one_weak_and_two_strong_views():
-    config = _model(num_classes=4, labels_per_class=2).config
+@pytest.mark.parametrize("k", [K, 3])
+def test_the_data_hook_gives_one_weak_and_strong_views_strong_views(k):
+    config = _model(num_classes=4, labels_per_class=2, strong_views=k).config
+    assert ReMixMatchModel.views_for(config) == (1, k)
 
     class Data:
         def load(self):
@@ -200,7 +207,9 @@ def test_the_data_hook_gives_one_weak_and_two_strong_views():
 
     item = ReMixMatchModel.make_batch_source(config, Data(), batch_size=B, seed=0)[0]
     assert set(item) == {"x_l", "labels", "u_weak", "u_strong"}
-    assert item["u_weak"].shape == (MU * B, 1, 3, 16, 16) and item["u_strong"].shape == (MU * B, K, 3, 16, 16)
+    assert item["u_weak"].shape == (MU * B, 1, 3, 16, 16) and item["u_strong"].shape == (MU * B, k, 3, 16, 16)
+    with pytest.raises(ValueError, match=rf"u_strong must be \[μB, {k}, C, H, W\]"):  # forward checks the config's K
+        _model(strong_views=k)(**_inputs(k=5 - k))
 
 
 def test_an_interrupted_and_resumed_run_equals_an_uninterrupted_one_marginal_included(registered, tmp_path):
