@@ -36,12 +36,12 @@ from multissl.training.config import Recipe, RecipeError, TrainArgs
 from multissl.training.fsdp import check_launch, full_state_dict, prepare_for_fsdp
 from multissl.training.interrupt import RunInterrupted, StopRequests, ignore_interrupts_in_worker
 from multissl.training.metrics_log import MetricsLog, plot_loss_curve
-from multissl.training.performance import apply_model_settings, compile_backbones
+from multissl.training.performance import apply_model_settings, check_mixed_precision, compile_backbones
 from multissl.training.performance import make_optimizer as _make_optimizer
 from multissl.training.recipe_checks import build_method_config, config_errors
 from multissl.training.resume import check_resume_recipe
 from multissl.training.run_eval import check_eval, evaluate_run
-from multissl.training.tracking import with_trackers
+from multissl.training.tracking import check_trackers, finish_trackers, with_trackers
 
 
 @dataclass
@@ -105,6 +105,8 @@ def train(recipe: Recipe, output_dir: str | Path, resume: bool = False, overwrit
         raise RecipeError(f"{recipe.source}: no 'dataset' given and method {spec.name!r} has no default dataset")
     accelerator = accelerator or _make_accelerator(args.mixed_precision)
     check_launch(accelerator, args, resume)  # e.g. an FSDP config on a CPU: refused before anything is built
+    check_mixed_precision(accelerator)  # fp16 on a CPU would silently train in fp32
+    check_trackers(args.report_to)  # a tracker's missing package: before the output folder is touched
     if not args.progress:  # progress: false silences the libraries' bars too (dataset builds, weight loading)
         _quiet_library_progress_bars()
     main = accelerator.is_main_process
@@ -171,12 +173,15 @@ def _train_locked(recipe: Recipe, out: Path, spec: MethodSpec, dataset_name: str
     accelerator.wait_for_everyone()
 
     stops = StopRequests()
-    with stops.installed():  # still installed while stopping: a second signal during the save stops at once, cleanly
-        done, batch, stopped = _run_steps(recipe, spec, accelerator, model, unwrapped, optimizer, scheduler, batches, first,
-                                          start_step, stop, log, result, stops, out)
-        if stopped:  # (a request during the last step lets the run finish: the final model is moments away)
-            _stop_cleanly(recipe, spec, accelerator, unwrapped, optimizer, scheduler, out, done, log, dataset_name, stops,
-                          batches)
+    try:
+        with stops.installed():  # still installed while stopping: a second signal during the save stops at once, cleanly
+            done, batch, stopped = _run_steps(recipe, spec, accelerator, model, unwrapped, optimizer, scheduler, batches,
+                                              first, start_step, stop, log, result, stops, out)
+            if stopped:  # (a request during the last step lets the run finish: the final model is moments away)
+                _stop_cleanly(recipe, spec, accelerator, unwrapped, optimizer, scheduler, out, done, log, dataset_name,
+                              stops, batches)
+    finally:  # every step is logged: trackers finish (trackio's run, TensorBoard's file) also when a run stops or fails
+        finish_trackers(log)
 
     accelerator.wait_for_everyone()
     if stop < args.max_steps:

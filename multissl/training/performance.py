@@ -1,19 +1,30 @@
 """The speed knobs of a recipe's `train:` section, set up once per run (docs/performance.md).
 
-The loop calls three functions: `make_optimizer` (adamw | sgd | lars, fused / foreach kernels),
-`apply_model_settings` before the optimizer exists (TF32, attention implementation, gradient checkpointing,
-channels_last) and `compile_backbones` after accelerator.prepare. Each knob either takes effect or fails
-with one ValueError naming the key; none is silently skipped. Settings that have no effect on this device
-(TF32 without CUDA) say so in the line the run prints.
+`check_mixed_precision` runs before anything is built (fp16 on a CPU is refused). The loop then calls three
+functions: `make_optimizer` (adamw | sgd | lars, fused / foreach kernels), `apply_model_settings` before the
+optimizer exists (TF32, attention implementation, gradient checkpointing, channels_last) and `compile_backbones`
+after accelerator.prepare. Each knob either takes effect or fails with one ValueError naming the key; none is
+silently skipped. Settings that have no effect on this device (TF32 without CUDA) say so in the line the run prints.
 """
 from __future__ import annotations
 
 import torch
+from accelerate import Accelerator
 from torch import nn
 from transformers import PreTrainedModel
 
 from multissl.training.config import TrainArgs
 from multissl.training.lars import LARS
+
+
+def check_mixed_precision(accelerator: Accelerator) -> None:
+    """Refuse fp16 on a CPU. Accelerate enables fp16 (autocast + grad scaler) only on accelerators; on a CPU it
+    keeps the setting's name and trains in fp32, so a run would say fp16 and be fp32. bf16 autocast does run there."""
+    if accelerator.mixed_precision == "fp16" and accelerator.device.type == "cpu":
+        import accelerate
+
+        raise ValueError(f"train.mixed_precision: fp16 does not run on a CPU (Accelerate {accelerate.__version__} would "
+                         "silently train in fp32); use bf16, which works on CPU, or no")
 
 
 def make_optimizer(model: nn.Module, args: TrainArgs, device: torch.device | str | None = None) -> torch.optim.Optimizer:

@@ -2,7 +2,9 @@
 
 Every row the loop writes to metrics.jsonl (loss, per-method scalars, lr, samples_per_s) goes to each tracker
 at the same step. TensorBoard writes into `<run>/tensorboard/` (`tensorboard --logdir <run>/tensorboard`);
-trackio keeps its local store (offline: nothing is sent anywhere). Trackers run on the main process only.
+trackio keeps its local store ($TRACKIO_DIR, default $HF_HOME/trackio; offline: nothing is sent anywhere).
+Trackers run on the main process only; `check_trackers` runs before anything is built, so a missing package
+stops the run before it touches the output folder.
 """
 from __future__ import annotations
 
@@ -12,6 +14,21 @@ from typing import Any
 from multissl.training.metrics_log import MetricsLog
 
 TENSORBOARD_DIR = "tensorboard"
+# name -> (Accelerate's availability check in accelerate.utils, the pip package to install)
+_PACKAGES = {"tensorboard": ("is_tensorboard_available", "tensorboard"), "trackio": ("is_trackio_available", "trackio")}
+
+
+def check_trackers(report_to: list[str]) -> None:
+    """One ValueError naming the first tracker of `report_to` whose package is missing, and how to install it."""
+    import accelerate.utils
+
+    for name in report_to:
+        if name not in _PACKAGES:
+            raise ValueError(f"train.report_to: unknown tracker {name!r}; expected one of {sorted(_PACKAGES)}")
+        available, package = _PACKAGES[name]
+        if not getattr(accelerate.utils, available)():
+            raise ValueError(f"train.report_to: {name} is not installed (pip install {package}); "
+                             f"or drop {name} from train.report_to / --report-to")
 
 
 class TrackedMetricsLog:
@@ -39,6 +56,12 @@ class TrackedMetricsLog:
         self.trackers = []
 
 
+def finish_trackers(log: MetricsLog | TrackedMetricsLog | None) -> None:
+    """Finish the trackers of `log`, if it has any (the loop calls this once its steps are done or stopped)."""
+    if isinstance(log, TrackedMetricsLog):
+        log.close()
+
+
 def with_trackers(log: MetricsLog, report_to: list[str], out: Path, run_name: str, config: dict,
                   resume_step: int | None) -> MetricsLog | TrackedMetricsLog:
     """`log` itself when report_to is empty; else a TrackedMetricsLog with one started tracker per name.
@@ -48,6 +71,7 @@ def with_trackers(log: MetricsLog, report_to: list[str], out: Path, run_name: st
     """
     if not report_to:
         return log
+    check_trackers(report_to)
     trackers = [_start(name, Path(out), run_name, resume_step) for name in report_to]
     for tracker in trackers:
         tracker.store_init_configuration(_flat_scalars(config))
@@ -55,23 +79,18 @@ def with_trackers(log: MetricsLog, report_to: list[str], out: Path, run_name: st
 
 
 def _start(name: str, out: Path, run_name: str, resume_step: int | None) -> Any:
-    from accelerate.utils import is_tensorboard_available, is_trackio_available
-
     if name == "tensorboard":
-        if not is_tensorboard_available():
-            raise ValueError("train.report_to: tensorboard is not installed (pip install tensorboard)")
         from accelerate.tracking import TensorBoardTracker
 
         kwargs = {"purge_step": resume_step + 1} if resume_step is not None else {}
         tracker = TensorBoardTracker(TENSORBOARD_DIR, out, **kwargs)  # -> <out>/tensorboard/
-    elif name == "trackio":
-        if not is_trackio_available():
-            raise ValueError("train.report_to: trackio is not installed (pip install trackio)")
+    else:  # trackio (check_trackers refused any other name)
         from accelerate.tracking import TrackioTracker
 
-        tracker = TrackioTracker(run_name, name=out.name)  # project = method, run = the run folder's name
-    else:
-        raise ValueError(f"train.report_to: unknown tracker {name!r}; expected tensorboard or trackio")
+        # project = the method, run = the run folder's name; on --resume the same trackio run goes on (trackio's
+        # default, resume="never", would log the rest under a new generated name)
+        kwargs = {"resume": "allow"} if resume_step is not None else {}
+        tracker = TrackioTracker(run_name, name=out.name, **kwargs)
     tracker.start()
     return tracker
 

@@ -65,6 +65,42 @@ def test_report_to_takes_one_name_or_a_list():
     assert one.train.report_to == ["tensorboard"] and one.to_dict()["train"]["report_to"] == ["tensorboard"]
 
 
+# ---- mixed precision ---------------------------------------------------------------------------------------
+
+@pytest.fixture
+def fresh_accelerator_state():
+    """The Accelerator built inside the test is a process-wide singleton: reset it, so later tests start clean."""
+    from accelerate.state import AcceleratorState
+
+    yield
+    AcceleratorState._reset_state(reset_partial_state=False)
+
+
+def test_fp16_on_a_cpu_is_refused_before_the_run_starts(tmp_path, fresh_accelerator_state):
+    import tests.training.toy  # noqa: F401  (registers the test_toy method and dataset)
+    from multissl.training import train
+
+    recipe = recipe_from_dict({"method": "test_toy", "train": {"max_steps": 2, "batch_size": 8, "progress": False,
+                                                               "mixed_precision": "fp16"}})
+    with pytest.raises(ValueError) as err:
+        train(recipe, tmp_path / "run")
+    assert str(err.value).startswith("train.mixed_precision: fp16 does not run on a CPU")
+    assert "use bf16, which works on CPU" in str(err.value) and "\n" not in str(err.value)
+    assert not (tmp_path / "run").exists()  # refused before the output folder was made
+
+
+def test_why_fp16_is_refused_on_a_cpu_accelerate_trains_it_in_fp32(fresh_accelerator_state):
+    """The premise of the refusal: Accelerate's fp16 on a CPU has no grad scaler and no autocast. If a later
+    Accelerate runs fp16 on CPUs, this fails, and check_mixed_precision should let fp16 through."""
+    from accelerate import Accelerator
+
+    accelerator = Accelerator(mixed_precision="fp16", cpu=True)
+    assert accelerator.mixed_precision == "fp16" and accelerator.device.type == "cpu"
+    assert accelerator.scaler is None and not accelerator.native_amp
+    with accelerator.autocast():
+        assert nn.Linear(4, 4)(torch.randn(2, 4)).dtype == torch.float32
+
+
 # ---- optimizers ---------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("name", ["adamw", "sgd"])
