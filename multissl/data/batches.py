@@ -61,14 +61,14 @@ class DataRequest:
 class BatchSource(Dataset):
     """Map-style dataset of collated batches: item i = micro-batch i of this process.
 
-    Given a streamed dataset (a RowStream) instead, `BatchSource(...)` returns a StreamBatchSource, so every data
-    hook that wraps its dataset in a BatchSource streams without a change.
+    Given a streamed dataset (a RowStream, or the BlockStream text methods pack it into) instead, `BatchSource(...)`
+    returns a StreamBatchSource, so every data hook that wraps its dataset in a BatchSource streams without a change.
     """
 
     def __new__(cls, dataset: Any = None, *args: Any, **kwargs: Any):
-        from multissl.data.streaming import RowStream
+        from multissl.data.streaming import StreamedData
 
-        if cls is BatchSource and isinstance(dataset, RowStream):
+        if cls is BatchSource and isinstance(dataset, StreamedData):
             return StreamBatchSource(dataset, *args, **kwargs)
         return super().__new__(cls)
 
@@ -183,10 +183,11 @@ def open_batches(source: Dataset, start: int, stop: int, *, num_workers: int = 0
 
 
 class StreamBatchSource(StatefulBatchSource):
-    """Micro-batches from a RowStream. This process's share is cut into `streams` sequential streams (a node each of
-    split_dataset_by_node); micro-batch g comes from stream g % streams, collated with the same seed a map-style
-    BatchSource uses. Loader workers serve whole streams, so `streams` (max(1, num_workers) when a run starts)
-    fixes the batches: a resume may use any worker count that divides it."""
+    """Micro-batches from a StreamedData (a RowStream's rows, or a BlockStream's token blocks). This process's share
+    is cut into `streams` sequential streams (a node each of split_dataset_by_node); micro-batch g comes from stream
+    g % streams, collated with the same seed a map-style BatchSource uses. Loader workers serve whole streams, so
+    `streams` (max(1, num_workers) when a run starts) fixes the batches: a resume may use any worker count that
+    divides it."""
 
     def __init__(self, stream: Any, collate: Callable[..., dict], batch_size: int, seed: int, world_size: int = 1,
                  rank: int = 0):

@@ -79,7 +79,32 @@ def _check_tar(file: str) -> None:
         raise ValueError(f"{file!r} is not a readable (uncompressed) tar: {err}") from err
 
 
-class RowStream:
+class StreamedData:
+    """What a data hook may hand to BatchSource in place of a `datasets.Dataset`: a stream with `node_batches`.
+
+    It has no length and cannot be indexed or read whole; `source` names it in errors.
+    """
+
+    source: str
+    column_names: list[str]
+
+    def __len__(self) -> int:
+        raise ValueError(self._not_whole("len()"))
+
+    def __getitem__(self, key: Any) -> Any:
+        raise ValueError(self._not_whole(f"dataset[{key!r}]"))
+
+    def _not_whole(self, what: str) -> str:
+        return (f"{self.source!r} is streamed (recipe key `streaming`), so {what} is not available: this method's data "
+                "hook needs the whole dataset; train it without `streaming` (docs/streaming.md, Limits)")
+
+    def node_batches(self, node: int, num_nodes: int, batch_size: int, seed: int, position: dict | None = None
+                     ) -> Iterator[tuple[list[dict], dict]]:
+        """Full batches of `batch_size` rows of node `node` of `num_nodes`, each with the JSON-able position after it."""
+        raise NotImplementedError(f"{type(self).__name__} must define node_batches()")
+
+
+class RowStream(StreamedData):
     """A local dataset read as a stream: `node_batches` yields rows of one node, a window at a time.
 
     Stands where a `datasets.Dataset` stands in a data hook (DataRequest.load -> BatchSource), but has no
@@ -103,16 +128,6 @@ class RowStream:
         if first is None:
             raise ValueError(f"{self.source!r} has no rows in split {split!r}; expected shard files with at least one row")
         self.column_names = list(first)
-
-    def __len__(self) -> int:
-        raise ValueError(self._not_whole("len()"))
-
-    def __getitem__(self, key: Any) -> Any:
-        raise ValueError(self._not_whole(f"dataset[{key!r}]"))
-
-    def _not_whole(self, what: str) -> str:
-        return (f"{self.source!r} is streamed (recipe key `streaming`), so {what} is not available: this method's data "
-                "hook needs the whole dataset; train it without `streaming` (text methods stream with model.grouping: line)")
 
     def _dataset(self, files: list[str]):
         """A datasets.IterableDataset over `files` in this order, columns named as multissl's collators expect."""
@@ -140,14 +155,15 @@ class RowStream:
         order = np.random.default_rng([seed, epoch, 0]).permutation(len(self.files))
         return [self.files[i] for i in order]
 
-    def node_rows(self, node: int, num_nodes: int, seed: int, position: dict | None = None
-                  ) -> Iterator[tuple[dict, tuple]]:
-        """Rows of node `node` of `num_nodes`, epoch after epoch, each with the position after it (see module doc)."""
+    def node_windows(self, node: int, num_nodes: int, seed: int, position: dict | None = None
+                     ) -> Iterator[tuple[int, int, dict | None, list[dict]]]:
+        """(epoch, window, datasets' state at the window's start, the window's rows in emitted order) of node `node`,
+        epoch after epoch, from the window `position` names (its `offset` is not applied here: see node_rows)."""
         import datasets.distributed
         import numpy as np
 
-        p = position or {"epoch": 0, "window": 0, "start": None, "offset": 0}
-        epoch, window, start, offset = p["epoch"], p["window"], p["start"], p["offset"]
+        p = position or {"epoch": 0, "window": 0, "start": None}
+        epoch, window, start = p["epoch"], p["window"], p["start"]
         size = self.shuffle_buffer if self.shuffle_buffer >= 2 else READ_ROWS
         while True:
             fresh, emitted = start is None and window == 0, False
@@ -157,16 +173,28 @@ class RowStream:
                 ds.load_state_dict(start)
             for columns in ds.iter(batch_size=size):  # .iter: no second split by DataLoader worker (we did it)
                 rows = self._kept([dict(zip(columns, values)) for values in zip(*columns.values())])
-                order = (np.random.default_rng([seed, epoch, node, window]).permutation(len(rows))
-                         if self.shuffle_buffer >= 2 else range(len(rows)))
-                for i in range(offset, len(rows)):
+                if rows:
+                    order = (np.random.default_rng([seed, epoch, node, window]).permutation(len(rows))
+                             if self.shuffle_buffer >= 2 else range(len(rows)))
                     emitted = True
-                    yield rows[order[i]], (epoch, window, start, i + 1)
-                start, window, offset = ds.state_dict(), window + 1, 0  # the next window starts here
+                    yield epoch, window, start, [rows[i] for i in order]
+                start, window = ds.state_dict(), window + 1  # the next window starts here
             if fresh and not emitted:
                 raise ValueError(f"{self.source!r}: stream {node} of {num_nodes} (processes x loader streams) got no rows; "
                                  "the data has fewer rows than that: use fewer train.num_workers / processes or more data")
-            epoch, window, start, offset = epoch + 1, 0, None, 0
+            epoch, window, start = epoch + 1, 0, None
+
+    def node_rows(self, node: int, num_nodes: int, seed: int, position: dict | None = None
+                  ) -> Iterator[tuple[dict, tuple]]:
+        """Rows of node `node` of `num_nodes`, epoch after epoch, each with the position after it (see module doc)."""
+        if position is not None and "offset" not in position:
+            raise ValueError(f"the checkpoint's stream position {sorted(position)} is not one of rows (it has no "
+                             "'offset'); resume with the run's own recipe (model.grouping)")
+        offset = position["offset"] if position else 0
+        for epoch, window, start, rows in self.node_windows(node, num_nodes, seed, position):
+            for i in range(offset, len(rows)):
+                yield rows[i], (epoch, window, start, i + 1)
+            offset = 0
 
     def _kept(self, rows: list[dict]) -> list[dict]:
         """Text read by paragraph: stripped, blank rows dropped (as the map-style loader does)."""

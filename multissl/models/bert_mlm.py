@@ -9,8 +9,8 @@ from torch import nn
 from transformers import AutoModelForMaskedLM, PreTrainedModel
 from transformers.utils import ModelOutput
 
+from multissl.data.stream_blocks import group_text_blocks
 from multissl.data.tokenizers import load_tokenizer_spec, resolve_tokenizer
-from multissl.modalities.text.blocks import group_texts
 from multissl.modalities.text.collators import MLMCollator
 from multissl.modalities.text.tokenizer import check_vocab, tokenizer_spec_for
 from multissl.models.base import MethodConfig, MethodModel
@@ -71,7 +71,7 @@ def prepare_bert_mlm_dataset(config: BertMLMConfig, dataset):
     """Pre-group a text dataset into fixed [CLS] ... [SEP] blocks when grouping == 'group' (else unchanged)."""
     if config.grouping != "group" or config.next_sentence or "text" not in dataset.column_names:
         return dataset
-    return group_texts(dataset, load_tokenizer_spec(tokenizer_spec_for(config)), config.block_size, "bert")
+    return group_text_blocks(dataset, load_tokenizer_spec(tokenizer_spec_for(config)), config.block_size, "bert")
 
 
 def tiny_bert_mlm_config() -> BertMLMConfig:

@@ -8,8 +8,8 @@ import torch
 from transformers import AutoModelForCausalLM, PreTrainedModel
 from transformers.utils import ModelOutput
 
+from multissl.data.stream_blocks import group_text_blocks
 from multissl.data.tokenizers import load_tokenizer_spec, resolve_tokenizer
-from multissl.modalities.text.blocks import group_texts
 from multissl.modalities.text.collators import CausalLMCollator
 from multissl.modalities.text.tokenizer import causal_lm_tokenizer, check_vocab, tokenizer_spec_for
 from multissl.models.base import MethodConfig, MethodModel
@@ -68,7 +68,7 @@ def prepare_gpt_lm_dataset(config: GPTLMConfig, dataset):
     """Pre-group a text dataset into fixed blocks when grouping == 'group' (else unchanged)."""
     if config.grouping != "group" or "text" not in dataset.column_names:
         return dataset
-    return group_texts(dataset, load_tokenizer_spec(tokenizer_spec_for(config)), config.block_size, "eos")
+    return group_text_blocks(dataset, load_tokenizer_spec(tokenizer_spec_for(config)), config.block_size, "eos")
 
 
 def tiny_gpt_lm_config() -> GPTLMConfig:

@@ -71,14 +71,20 @@ def _ddp_then_fsdp(name: str, train_keys: dict, tmp: str, port: int):
     return worker
 
 
-CASES = [("byol", {}), ("moco", {}), ("byol", {"optimizer": "lars", "learning_rate": 0.5, "weight_decay": 1e-4})]
+# (method, train keys, state-dict prefixes that must be in the weight comparison: the EMA teachers, buffers kept
+# in step by a collective; SimCLR has none: its gathered NT-Xent is checked through the losses and student weights)
+CASES = [("byol", {}, ("target_",)), ("moco", {}, ("key_", "queue.")),
+         ("byol", {"optimizer": "lars", "learning_rate": 0.5, "weight_decay": 1e-4}, ("target_",)),
+         ("simclr", {}, ()), ("dino", {}, ("teacher_backbone.", "teacher_head.", "center"))]
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name,train_keys", CASES, ids=["byol-adamw", "moco-adamw", "byol-lars"])
-def test_fsdp_trains_the_ddp_losses_and_weights(name, train_keys, tmp_path):
-    """EMA targets (updated shard by shard), MoCo's queue (a gathered buffer) and LARS's per-layer norms (over
-    the whole tensor, not a shard) must all equal the unsharded run."""
+@pytest.mark.parametrize("name,train_keys,teacher", CASES,
+                         ids=["byol-adamw", "moco-adamw", "byol-lars", "simclr-adamw", "dino-adamw"])
+def test_fsdp_trains_the_ddp_losses_and_weights(name, train_keys, teacher, tmp_path):
+    """EMA targets (updated shard by shard), MoCo's queue and DINO's centre (buffers all-reduced or gathered), the
+    gathered NT-Xent (SimCLR) and LARS's per-layer norms (over the whole tensor, not a shard) must all equal the
+    unsharded run."""
     r0, r1 = run_on_ranks(_ddp_then_fsdp(name, train_keys, str(tmp_path), free_port()), 2)
     assert r0["fsdp"]["param_types"] == ["DTensor"] and r0["ddp"]["param_types"] == ["Parameter"]
     assert r0["fsdp"]["losses"] == r1["fsdp"]["losses"]  # logged losses are the mean over both processes
@@ -86,8 +92,7 @@ def test_fsdp_trains_the_ddp_losses_and_weights(name, train_keys, tmp_path):
     assert r0["fsdp"]["losses"] == pytest.approx(r0["ddp"]["losses"], rel=1e-4, abs=1e-5)
     ddp, fsdp = r0["ddp"]["weights"], r0["fsdp"]["weights"]
     assert fsdp.keys() == ddp.keys()
-    teacher = [k for k in ddp if k.startswith(("target_", "key_", "queue."))]
-    assert teacher  # the EMA copies (and MoCo's queue) are in the comparison
+    assert all(any(k.startswith(prefix) for k in ddp) for prefix in teacher)  # the teacher state is compared too
     for key in ddp:
         torch.testing.assert_close(torch.tensor(fsdp[key]), torch.tensor(ddp[key]), rtol=1e-4, atol=1e-5, msg=key)
 

@@ -1,5 +1,6 @@
-"""Streamed runs through the one loop: SimCLR on image shards and GPT on JSON-lines text, stopped mid-stream and
-resumed, log the loss curve of the uninterrupted run; the stream position is JSON in state.json."""
+"""Streamed runs through the one loop: SimCLR on image shards, GPT on JSON-lines text (line by line) and GPT / BERT-MLM
+on text packed into token blocks (grouping: group), stopped mid-stream and resumed, log the loss curve of the
+uninterrupted run; the stream position is JSON in state.json."""
 import json
 import shutil
 
@@ -58,40 +59,57 @@ def test_streamed_simclr_killed_mid_stream_resumes_to_the_same_curve(image_shard
     assert _logged(tmp_path / "part") == pytest.approx(full.losses, abs=1e-6)
 
 
-def test_streamed_gpt_stopped_and_resumed_gives_the_same_losses(tmp_path):
+def _text_shards(folder):
+    """3 JSON-lines files of 10 texts of 4..11 words each."""
     words = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu".split()
     rng = np.random.default_rng(1)
-    (tmp_path / "text").mkdir()
+    folder.mkdir()
     for f in range(3):
         lines = [{"text": " ".join(rng.choice(words, size=rng.integers(4, 12)))} for _ in range(10)]
-        (tmp_path / "text" / f"part-{f}.jsonl").write_text("\n".join(json.dumps(r) for r in lines) + "\n")
-    gpt = {"model_type": "gpt2", "n_embd": 32, "n_layer": 2, "n_head": 2}
+        (folder / f"part-{f}.jsonl").write_text("\n".join(json.dumps(r) for r in lines) + "\n")
+    return folder
 
-    def recipe(**kw):
-        return recipe_from_dict({"method": "gpt_lm", "dataset": str(tmp_path / "text"), "streaming": {"shuffle_buffer": 4},
-                                 "model": {"backbone_config": gpt, "tokenizer_path": "trained:python_docs/bpe/320",
-                                           "block_size": 32, "grouping": "line"},
-                                 "train": {"max_steps": 6, "batch_size": 4, "warmup_steps": 1, "log_every": 1,
-                                           "progress": False, **kw}})
 
-    full = train(recipe(), tmp_path / "full")  # 30 texts / 4 per batch: step 6 is in the second epoch
-    part = train(recipe(stop_after_steps=3), tmp_path / "part")
-    resumed = train(recipe(), tmp_path / "part", resume=True)
+def _text_recipe(method, folder, grouping, block_size, **train_kw):
+    backbone = ({"model_type": "gpt2", "n_embd": 32, "n_layer": 2, "n_head": 2} if method == "gpt_lm" else
+                {"model_type": "bert", "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
+                 "intermediate_size": 64})
+    return recipe_from_dict({"method": method, "dataset": str(folder), "streaming": {"shuffle_buffer": 4},
+                             "model": {"backbone_config": backbone, "tokenizer_path": "trained:python_docs/bpe/320",
+                                       "block_size": block_size, "grouping": grouping},
+                             "train": {"max_steps": 6, "batch_size": 4, "warmup_steps": 1, "log_every": 1,
+                                       "save_every": 2, "progress": False, **train_kw}})
+
+
+def test_streamed_gpt_stopped_and_resumed_gives_the_same_losses(tmp_path):
+    text = _text_shards(tmp_path / "text")
+    full = train(_text_recipe("gpt_lm", text, "line", 32), tmp_path / "full")  # 30 texts / 4 per batch: step 6 is in epoch 2
+    part = train(_text_recipe("gpt_lm", text, "line", 32, stop_after_steps=3), tmp_path / "part")
+    resumed = train(_text_recipe("gpt_lm", text, "line", 32), tmp_path / "part", resume=True)
     assert part.losses + resumed.losses == pytest.approx(full.losses, abs=1e-6)
     import yaml
 
     assert yaml.safe_load((tmp_path / "part" / "recipe.yaml").read_text())["streaming"] == {"shuffle_buffer": 4}
 
 
-def test_grouped_text_methods_say_how_to_stream(tmp_path):
-    (tmp_path / "t.jsonl").write_text('{"text": "a b c"}\n')
-    recipe = recipe_from_dict({"method": "gpt_lm", "dataset": str(tmp_path / "t.jsonl"), "streaming": True,
-                               "model": {"backbone_config": {"model_type": "gpt2", "n_embd": 32, "n_layer": 1, "n_head": 2},
-                                         "tokenizer_path": "trained:python_docs/bpe/320", "block_size": 8},
-                               "train": {"max_steps": 2, "batch_size": 2, "progress": False}})
-    with pytest.raises(ValueError, match="is streamed.*model.grouping: line"):
-        train(recipe, tmp_path / "run")
-
+@pytest.mark.parametrize("method", ["gpt_lm", "bert_mlm"])
+def test_streamed_grouped_text_killed_mid_stream_resumes_to_the_same_curve(tmp_path, method):
+    # grouping: group packs each of the 2 streams' texts into 32-token blocks: 15-16 blocks a stream and epoch, so 10
+    # steps of 4 blocks (20 a stream) cross an epoch, and most positions carry tokens from one window into the next.
+    text = _text_shards(tmp_path / "text")
+    full = train(_text_recipe(method, text, "group", 32, max_steps=10, num_workers=2), tmp_path / "full")
+    assert len(full.losses) == 10
+    part = train(_text_recipe(method, text, "group", 32, max_steps=10, num_workers=2, stop_after_steps=5),
+                 tmp_path / "part")
+    assert [p.name for p in checkpoint_dirs(tmp_path / "part")] == ["step_4", "step_5"]
+    state = json.loads((tmp_path / "part" / "checkpoints" / "step_4" / "state.json").read_text())
+    positions = state["data"][0]["positions"]
+    assert state["data"][0]["streams"] == 2 and all({"carry", "block"} <= set(p) for p in positions)
+    shutil.rmtree(tmp_path / "part" / "checkpoints" / "step_5")  # as if killed during step 5: workers had read past 4
+    resumed = train(_text_recipe(method, text, "group", 32, max_steps=10, num_workers=1), tmp_path / "part",
+                    resume=True)  # 1 worker serves both streams
+    assert part.losses[:4] + resumed.losses == pytest.approx(full.losses, abs=1e-6)
+    assert _logged(tmp_path / "part") == pytest.approx(full.losses, abs=1e-6)
 
 
 @pytest.mark.slow
