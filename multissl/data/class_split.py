@@ -5,7 +5,7 @@ classes, retrieve among the others. `split_classes` chooses the training classes
 or a seeded fraction of the classes present) and returns both row subsets; the choice depends only
 on (the set of classes, fraction, seed), never on row order.
 
-Pair- and tuple-based losses (N-pair, batch-hard triplet, SupCon) need positives in every batch:
+Pair- and tuple-based losses (N-pair, triplet, SupCon) need positives in every batch:
 `ClassBalancedBatches` draws P classes and K rows of each. Like `BatchSource` it is a map-style
 dataset of whole collated batches addressed by global micro-batch index, and item i is a pure
 function of (seed, i): a resumed run, or any number of DataLoader workers, sees the same batches.

@@ -5,14 +5,17 @@ Losses (all in multissl.objectives, tested there against their formulas):
   cosface                      s*(cos(theta_y) - m) softmax over class weights
   center                       softmax CE (Linear classifier) + center_weight * center loss (Wen et al. 2016)
   n_pair                       N-pair: P classes x 2 rows, raw inner products + l2_reg (Sohn 2016)
-  triplet                      batch-hard triplets (Hermans et al. 2017) on L2-normalised embeddings
+  triplet                      triplets mined from the batch (triplet_mining: all | semi_hard | batch_hard) on
+                               L2-normalised embeddings
   supcon                       supervised contrastive loss, one view per row, positives = same-class rows
 
 Decisions:
-* Triplet negatives are batch-hard (per anchor, the farthest positive and the closest negative of the
-  batch), not random: with P x K batches most random triplets already satisfy the margin and give
-  zero loss, so random negatives waste the batch; the mining is an argmax under no_grad, the loss is
-  `triplet_loss` on the mined rows.
+* Triplets are mined from the batch (objectives/triplet_mining.py), not random: with P x K batches most random
+  triplets already satisfy the margin and give zero loss. The default is "all": every valid triplet of the batch,
+  averaged over those still violating the margin. On glyphs' validation split (seed 0) it reached R@1 0.730 against
+  0.357 for semi-hard (per positive pair the closest negative farther than the positive) and 0.180 for batch-hard
+  (per anchor the farthest positive and closest negative), which collapsed every embedding onto one point from random
+  init (random init's level). Mining runs under no_grad; the loss is `triplet_loss` on the mined rows.
 * Center update in forward (training mode only), right after the loss is computed from the old
   centers: Algorithm 1 of the paper updates the centers once per mini-batch with that batch's
   features, and forward is the one place that has them (on_step_end gets no batch; keeping the last
@@ -50,6 +53,7 @@ from multissl.objectives.contrastive import supcon_loss
 from multissl.objectives.margin_softmax import ArcFaceHead, CosFaceHead
 from multissl.objectives.metric_losses import triplet_loss
 from multissl.objectives.n_pair import n_pair_loss
+from multissl.objectives.triplet_mining import TRIPLET_MINING, all_triplets, batch_hard_triplets, semi_hard_triplets
 
 LOSSES = ("arcface", "subcenter_arcface", "cosface", "center", "n_pair", "triplet", "supcon")
 CLASS_LOSSES = ("arcface", "subcenter_arcface", "cosface", "center")  # a weight row / center per class: need num_classes
@@ -66,7 +70,8 @@ class MetricConfig(MethodConfig):
                  embedding_dim: int = 128, loss: str = "arcface", num_classes: int | None = None,
                  train_classes: list[int] | None = None, label_column: str = "label", margin: float | None = None,
                  scale: float = 64.0, sub_centers: int = 3, center_weight: float = 0.01, center_alpha: float = 0.5,
-                 l2_reg: float = 0.002, loss_temperature: float = 0.1, samples_per_class: int | None = None,
+                 l2_reg: float = 0.002, loss_temperature: float = 0.1, triplet_mining: str = "all",
+                 samples_per_class: int | None = None,
                  crop_scale: list[float] | None = (0.6, 1.0), gather_distributed: bool = True, **kwargs):
         set_backbone_fields(self, backbone_config, backbone_path, image_size)
         if loss not in LOSSES:
@@ -89,6 +94,8 @@ class MetricConfig(MethodConfig):
             raise ValueError(f"margin is in radians for {loss}, in [0, pi/2]; got {margin}")
         if not margin >= 0:
             raise ValueError(f"margin must be >= 0; got {margin}")
+        if triplet_mining not in TRIPLET_MINING:
+            raise ValueError(f"triplet_mining must be one of {', '.join(TRIPLET_MINING)}; got {triplet_mining!r}")
         if samples_per_class is None:
             samples_per_class = DEFAULT_SAMPLES_PER_CLASS.get(loss, 0)
         if samples_per_class == 1 or samples_per_class < 0 or (loss in DEFAULT_SAMPLES_PER_CLASS and samples_per_class < 2):
@@ -106,6 +113,7 @@ class MetricConfig(MethodConfig):
         self.label_column, self.margin, self.scale, self.sub_centers = label_column, margin, float(scale), sub_centers
         self.center_weight, self.center_alpha, self.l2_reg = float(center_weight), float(center_alpha), float(l2_reg)
         self.loss_temperature, self.samples_per_class = float(loss_temperature), samples_per_class
+        self.triplet_mining = triplet_mining
         self.crop_scale = list(crop_scale) if crop_scale is not None else None
         self.gather_distributed = gather_distributed
         super().__init__(**kwargs)
@@ -154,23 +162,6 @@ def make_metric_collator(config: MetricConfig, train: bool = True):
 def tiny_metric_config() -> MetricConfig:
     """A config that runs forward+backward in milliseconds on glyphs (26 classes) (tests)."""
     return MetricConfig(backbone_config=TINY_RESNET, image_size=16, embedding_dim=8, loss="arcface", num_classes=26, scale=16.0)
-
-
-def batch_hard_triplets(embeddings: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(anchor, positive, negative) row indices [A] each: per anchor the farthest same-class and the closest other-class row.
-
-    Squared euclidean distance between L2-normalised rows of embeddings [B, D] (triplet_loss's distance);
-    anchors without a positive or without a negative in the batch are left out.
-    """
-    x = F.normalize(embeddings.detach(), dim=1)
-    dist = (2 - 2 * x @ x.T).clamp_min(0)  # [B, B] ||x_i - x_j||^2 on unit vectors
-    same = labels[:, None] == labels[None, :]  # [B, B]
-    eye = torch.eye(labels.shape[0], dtype=torch.bool, device=labels.device)
-    pos_mask, neg_mask = same & ~eye, ~same
-    positive = dist.masked_fill(~pos_mask, -1.0).argmax(1)  # [B] distances are >= 0, so -1 never wins
-    negative = dist.masked_fill(~neg_mask, 5.0).argmin(1)  # [B] and <= 4, so 5 never wins
-    anchor = (pos_mask.any(1) & neg_mask.any(1)).nonzero().squeeze(1)  # [A]
-    return anchor, positive[anchor], negative[anchor]
 
 
 def n_pair_rows(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -266,11 +257,23 @@ class MetricModel(MethodModel):
             anchor, positive = n_pair_rows(labels)
             loss = n_pair_loss(e[anchor], e[positive], l2_reg=cfg.l2_reg, gather_distributed=cfg.gather_distributed)
         elif cfg.loss == "triplet":
-            anchor, positive, negative = batch_hard_triplets(e, labels)
-            loss = triplet_loss(e[anchor], e[positive], e[negative], cfg.margin) if anchor.numel() else e.sum() * 0.0
+            loss = self._triplet(e, labels)
         else:  # supcon: one view per row, the other same-class rows are the positives
             loss = supcon_loss(e[:, None], labels, cfg.loss_temperature, gather_distributed=cfg.gather_distributed)
         return MetricOutput(loss=loss, accuracy=accuracy, embeddings=e)
+
+    def _triplet(self, e: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """triplet_loss on the triplets the configured mining picks from embeddings e [B, E] -> scalar."""
+        cfg = self.config
+        if cfg.triplet_mining == "all":
+            anchor, positive, negative = all_triplets(labels)
+        else:
+            mine = semi_hard_triplets if cfg.triplet_mining == "semi_hard" else batch_hard_triplets
+            anchor, positive, negative = mine(e, labels)
+        if not anchor.numel():  # no class with two rows, or one class only: nothing to learn, still on the graph
+            return e.sum() * 0.0
+        reduction = "mean_nonzero" if cfg.triplet_mining == "all" else "mean"
+        return triplet_loss(e[anchor], e[positive], e[negative], cfg.margin, reduction=reduction)
 
     def encoder_for_export(self) -> PreTrainedModel:
         """The plain HF vision backbone (the embedding layer stays with the multissl model)."""

@@ -43,16 +43,17 @@ from multissl.objectives.pseudo_label import (
     tsa_threshold,
     uda_consistency_loss,
 )
+from multissl.objectives.triplet_mining import TRIPLET_MINING, all_triplets, batch_hard_triplets, semi_hard_triplets
 from multissl.objectives.vat import kl_with_logits, l2_normalize_per_sample, vat_loss, vat_perturbation
 
 __all__ = [
-    "ArcFaceHead", "CenterLossState", "CosFaceHead", "FreeMatchState", "MaskedLoss", "MixMatchLoss", "Mixed",
-    "arcface_loss", "center_loss", "center_update", "class_cosines", "clip_loss", "consistency_loss", "cosface_loss",
+    "TRIPLET_MINING", "ArcFaceHead", "CenterLossState", "CosFaceHead", "FreeMatchState", "MaskedLoss", "MixMatchLoss", "Mixed",
+    "all_triplets", "arcface_loss", "batch_hard_triplets", "center_loss", "center_update", "class_cosines", "clip_loss", "consistency_loss", "cosface_loss",
     "distribution_alignment", "entropy_loss", "fixmatch_loss", "freematch_class_thresholds", "freematch_init_state",
     "freematch_mask", "freematch_step", "freematch_update", "gather_no_grad", "gather_with_grad", "info_nce",
     "is_distributed", "kl_with_logits", "l2_normalize_per_sample", "masked_reconstruction_loss", "masked_token_loss",
     "mixmatch_loss", "mixmatch_mixup", "n_pair_loss", "next_token_loss", "nt_xent", "probs_consistency_loss", "rank",
-    "sample_beta", "select_pseudo_labels", "sharpen", "sigmoid_rampup", "soft_cross_entropy", "soft_nearest_neighbor_loss",
+    "sample_beta", "select_pseudo_labels", "semi_hard_triplets", "sharpen", "sigmoid_rampup", "soft_cross_entropy", "soft_nearest_neighbor_loss",
     "supcon_loss", "temporal_ensemble_targets", "temporal_ensemble_update", "triplet_loss", "tsa_cross_entropy", "tsa_mask",
     "tsa_threshold", "uda_consistency_loss", "update_marginal", "vat_loss", "vat_perturbation", "world_size",
 ]

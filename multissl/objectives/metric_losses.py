@@ -7,10 +7,13 @@ import torch.nn.functional as F
 from multissl.objectives.distributed import gather_no_grad, gather_with_grad, is_distributed, rank, world_size
 
 
-def triplet_loss(anchor: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor, margin: float = 0.2) -> torch.Tensor:
+def triplet_loss(anchor: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor, margin: float = 0.2,
+                 reduction: str = "mean") -> torch.Tensor:
     """mean_i [ ||a_i - p_i||^2 - ||a_i - n_i||^2 + margin ]_+ on L2-normalised features; all inputs [B, D] -> scalar.
 
-    The seed writes a sum over i; the mean keeps the scale independent of the batch size.
+    The seed writes a sum over i; the mean keeps the scale independent of the batch size. reduction: "mean" (scalar),
+    "mean_nonzero" (mean over the terms > 0, 0 when none: pytorch-metric-learning's AvgNonZeroReducer, for mining
+    that keeps every triplet) or "none" ([B] terms).
     Each term uses only its own triplet (no batch negatives), so there is nothing to gather across
     processes: DDP's gradient averaging already gives the full-batch mean.
     """
@@ -19,10 +22,17 @@ def triplet_loss(anchor: torch.Tensor, positive: torch.Tensor, negative: torch.T
     for name, x in (("positive", positive), ("negative", negative)):
         if x.shape != anchor.shape:
             raise ValueError(f"{name} must have the anchor's shape {list(anchor.shape)} ([B, D]); got {tuple(x.shape)}")
+    if reduction not in ("mean", "mean_nonzero", "none"):
+        raise ValueError(f"reduction must be 'mean', 'mean_nonzero' or 'none'; got {reduction!r}")
     a, p, n = (F.normalize(x, dim=-1) for x in (anchor, positive, negative))
     d_ap = (a - p).pow(2).sum(-1)  # [B]
     d_an = (a - n).pow(2).sum(-1)  # [B]
-    return F.relu(d_ap - d_an + margin).mean()
+    terms = F.relu(d_ap - d_an + margin)  # [B]
+    if reduction == "none":
+        return terms
+    if reduction == "mean_nonzero":
+        return terms.sum() / (terms.detach() > 0).sum().clamp_min(1)
+    return terms.mean()
 
 
 def _squared_distances(x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:

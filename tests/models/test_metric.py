@@ -11,7 +11,17 @@ from multissl.data.batches import DataRequest
 from multissl.evaluation.metric_eval import evaluate_retrieval
 from multissl.models.common.vision import TINY_RESNET
 from multissl.models.metric import LOSSES, MetricConfig, MetricModel, make_metric_collator
-from multissl.objectives import arcface_loss, center_loss, cosface_loss, n_pair_loss, supcon_loss, triplet_loss
+from multissl.objectives import (
+    all_triplets,
+    arcface_loss,
+    batch_hard_triplets,
+    center_loss,
+    cosface_loss,
+    n_pair_loss,
+    semi_hard_triplets,
+    supcon_loss,
+    triplet_loss,
+)
 from multissl.registry import METHODS, register_method
 from multissl.training import recipe_from_dict, train
 
@@ -44,21 +54,6 @@ def _pixels(n=8):
     return torch.randn(n, 3, 16, 16, generator=torch.Generator().manual_seed(1))
 
 
-def _naive_batch_hard(e, labels):
-    """Loop form of batch-hard mining: farthest same-class and closest other-class row of each anchor."""
-    x = F.normalize(e.detach(), dim=1)
-    a, p, n = [], [], []
-    for i in range(len(labels)):
-        d = [float(((x[i] - x[j]) ** 2).sum()) for j in range(len(labels))]
-        pos = [j for j in range(len(labels)) if j != i and labels[j] == labels[i]]
-        neg = [j for j in range(len(labels)) if labels[j] != labels[i]]
-        if pos and neg:
-            a.append(i)
-            p.append(max(pos, key=lambda j: d[j]))
-            n.append(min(neg, key=lambda j: d[j]))
-    return a, p, n
-
-
 def _expected_loss(model, e, labels):
     cfg = model.config
     if cfg.loss in ("arcface", "subcenter_arcface"):
@@ -73,8 +68,11 @@ def _expected_loss(model, e, labels):
         for i, y in enumerate(labels.tolist()):
             rows.setdefault(y, []).append(i)
         return n_pair_loss(e[[r[0] for r in rows.values()]], e[[r[1] for r in rows.values()]], l2_reg=cfg.l2_reg)
-    if cfg.loss == "triplet":
-        a, p, n = _naive_batch_hard(e, labels)
+    if cfg.loss == "triplet":  # the miners themselves are checked against loops in tests/objectives/test_triplet_mining.py
+        if cfg.triplet_mining == "all":
+            a, p, n = all_triplets(labels)
+            return triplet_loss(e[a], e[p], e[n], cfg.margin, reduction="mean_nonzero")
+        a, p, n = (semi_hard_triplets if cfg.triplet_mining == "semi_hard" else batch_hard_triplets)(e, labels)
         return triplet_loss(e[a], e[p], e[n], cfg.margin)
     return supcon_loss(e[:, None], labels, cfg.loss_temperature)
 
@@ -92,6 +90,21 @@ def test_forward_equals_the_objective_on_the_same_embeddings(loss):
     assert out.loss.dim() == 0 and expected > 0
     assert torch.allclose(out.loss, expected, rtol=1e-5, atol=1e-6), (out.loss, expected)
     assert torch.allclose(model.embed(x), F.normalize(e, dim=1))
+
+
+@pytest.mark.parametrize("mining", ["batch_hard", "semi_hard", "all"])
+def test_triplet_forward_uses_the_configured_mining(mining):
+    model = _model("triplet", triplet_mining=mining).eval()
+    x = _pixels()
+    out = model(pixel_values=x, labels=LABELS)
+    expected = _expected_loss(model, model.raw_embeddings(x), LABELS)
+    assert expected > 0 and torch.allclose(out.loss, expected, rtol=1e-5, atol=1e-6), (mining, out.loss, expected)
+
+
+def test_triplet_mining_is_checked_and_defaults_to_all():
+    assert _config("triplet").triplet_mining == "all"
+    with pytest.raises(ValueError, match="triplet_mining must be one of batch_hard, semi_hard, all"):
+        _config("triplet", triplet_mining="hardest")
 
 
 def test_subcenter_arcface_keeps_k_rows_per_class_and_margins_are_per_loss_defaults():
