@@ -22,6 +22,7 @@ from torch.utils.data import Dataset
 from multissl.data.batches import BatchSource, derive_seed
 from multissl.data.class_split import label_column_tensor
 from multissl.data.label_split import split_labeled
+from multissl.data.streaming import StreamedData
 
 # Stream tags mixed into the run seed: the two streams never share a permutation or augmentation draw.
 LABELED_STREAM, UNLABELED_STREAM = 0x4C, 0x55  # "L", "U"
@@ -41,6 +42,9 @@ def semi_supervised_split(dataset: Any, label_column: str = "label", *, labels_p
     labeled keeps every column; unlabeled is the other rows without `label_column` (its labels are not
     exposed: a collator cannot pass them on). Both are index views of `dataset` (no copy of the images).
     """
+    if isinstance(dataset, StreamedData):  # the split needs every row's label and index: see docs/streaming.md, Limits
+        raise ValueError("semi_supervised_split: the dataset is streamed, and a labeled/unlabeled split needs every "
+                         "row's label and index; load it whole (drop the recipe's `streaming:` section; docs/streaming.md)")
     if not all(hasattr(dataset, a) for a in ("select", "remove_columns", "column_names")):
         raise ValueError(f"semi_supervised_split: dataset must be a datasets.Dataset; got {type(dataset).__name__}")
     labeled_rows, unlabeled_rows = labeled_unlabeled_rows(dataset, label_column, labels_per_class=labels_per_class,

@@ -6,8 +6,9 @@ accelerator.prepare. What stays correct under sharded parameters, and why:
 
 * EMA teachers (BYOL, MoCo, DINO): teacher and student are sharded alike (dim 0 of each tensor over the same
   ranks), so `target <- m target + (1 - m) online` is an elementwise update of local shards; no gather needed.
-* MoCo's queue and DINO's centre are buffers, which FSDP does not shard; they are kept in step by all-gathering
-  keys (KeyQueue.enqueue) exactly as under DDP.
+* MoCo's queue and DINO's centre are buffers, which FSDP does not shard; they are kept in step exactly as under DDP:
+  the queue by all-gathering keys (KeyQueue.enqueue), the centre by an all-reduce of the teacher outputs' sum
+  (update_center).
 * Gathered losses (NT-Xent, InfoNCE, CLIP) gather embeddings, not parameters: unchanged.
 * The final model: every rank joins one gather of the full state dict; the main process writes it.
 

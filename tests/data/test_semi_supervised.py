@@ -139,3 +139,14 @@ def test_source_bad_input_is_one_clear_error():
     clash = LabeledUnlabeledSource(labeled, unlabeled, _labeled_collate, also_labels, 2, 1, 0)
     with pytest.raises(ValueError, match="both return"):
         clash[0]
+
+
+def test_a_streamed_dataset_is_refused_with_the_reason(tmp_path):
+    import json
+
+    from multissl.data.streaming import open_stream
+
+    (tmp_path / "rows.jsonl").write_text("\n".join(json.dumps({"text": f"t{i}", "label": i % 2}) for i in range(8)))
+    stream = open_stream(str(tmp_path / "rows.jsonl"), options={"shuffle_buffer": 0})
+    with pytest.raises(ValueError, match="the dataset is streamed, and a labeled/unlabeled split needs every row"):
+        semi_supervised_split(stream, "label", labels_per_class=1, seed=0)
