@@ -12,7 +12,8 @@ model.label_fraction=1.0 (every training label, same network, views and steps). 
     OMP_NUM_THREADS=1 python benchmarks/bench_semi_supervised.py --split validation --seeds 0 --methods mean_teacher \
         --set model.lambda_u=10 --no-baselines --out runs/semi_tune/mt_lu10      # a candidate setting, own folder
 
-With `--split test` (default) it writes docs/results/semi_supervised.md and .png; runs live under --out and are reused
+With `--split test` (default) it writes docs/results/semi_supervised.md and .png (with a subset of --methods the page
+names the methods it lacks); runs live under --out and are reused
 when their final/ exists (--retrain to train again). Tune only with --split validation.
 """
 from __future__ import annotations
@@ -59,7 +60,7 @@ def run_one(name: str, recipe_name: str, overrides: list[str], seed: int, out: P
             "train_s": seconds, "steps": recipe.train.max_steps}
 
 
-def write_docs(rows: list[dict], seeds: list[int], split: str) -> None:
+def write_docs(rows: list[dict], seeds: list[int], split: str, missing: list[str]) -> None:
     from _report import bar_chart, cell, markdown_table, mean_std
 
     by: dict[str, list[dict]] = {}
@@ -73,6 +74,7 @@ def write_docs(rows: list[dict], seeds: list[int], split: str) -> None:
         m = mean_std(md_rows[name]["classifier accuracy"])[0]
         extra[name]["vs supervised-only"] = f"{m - base:+.3f}"
         extra[name]["gap to all labels"] = f"{bound - m:.3f}"
+    methods_arg = "" if not missing else " --methods " + " ".join(m for m in METHODS if m not in missing)
     table = markdown_table(md_rows, ["classifier accuracy"], first="method (n seeds)", extra=extra)
     docs = ROOT / "docs" / "results"
     bar_chart(docs / "semi_supervised.png", {n: {"accuracy": v["classifier accuracy"]} for n, v in md_rows.items()},
@@ -80,8 +82,8 @@ def write_docs(rows: list[dict], seeds: list[int], split: str) -> None:
               reference={"all labels": bound, "supervised-only": base})
     text = f"""# Semi-supervised on digits: supervised-only (same 40 labels) | every method | all labels
 
-Written by `OMP_NUM_THREADS=1 python benchmarks/bench_semi_supervised.py --seeds {' '.join(map(str, seeds))}` (do not
-edit by hand).
+Written by `OMP_NUM_THREADS=1 python benchmarks/bench_semi_supervised.py --seeds {' '.join(map(str, seeds))}{methods_arg}`
+(do not edit by hand).
 
 * Data: `digits` (data_cards/digits.md), 8x8 scans upscaled to 32 px: train 1259 images, of which 4 per class
   (40) keep their label (class-balanced, chosen by the run seed) and 1219 are unlabeled (label column removed);
@@ -92,6 +94,9 @@ edit by hand).
 * Score: the model's own classifier (`classify`), {split} split read once per number. "supervised-only" =
   recipes/fixmatch_digits.yaml with `model.lambda_u=0`; "all labels (bound)" = the same with every training label.
 * Machine: {platform.machine()}, a shared 2-core CPU box, no GPU, one thread per run (times are wall seconds, noisy).
+
+{"" if not missing else "* **Not in this table yet** (their runs have not been made at 3 seeds): " + ", ".join(missing)
+ + ". The command without --methods trains them and reuses every finished run."}
 
 ![accuracy per method](semi_supervised.png)
 
@@ -126,8 +131,8 @@ def main(argv: list[str] | None = None) -> None:
             print(f"{name:>22} seed {seed}: {args.split} accuracy {row['accuracy']:.3f} "
                   f"({time.perf_counter() - t0:.0f} s)", flush=True)
     (out / f"results-{args.split}.json").write_text(json.dumps(rows, indent=1))
-    if args.split == "test" and set(args.methods) == set(METHODS) and not args.overrides and not args.no_baselines:
-        write_docs(rows, args.seeds, args.split)
+    if args.split == "test" and not args.overrides and not args.no_baselines:  # a subset says which methods it lacks
+        write_docs(rows, args.seeds, args.split, [m for m in METHODS if m not in args.methods])
         print("wrote docs/results/semi_supervised.md and .png")
 
 
