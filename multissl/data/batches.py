@@ -205,6 +205,9 @@ class StreamBatchSource(StatefulBatchSource):
                                  "checkpoint holds none; start the run again")
             streams, positions = workers, [None] * workers
         else:
+            refusal = self.stream.resume_refusal()
+            if refusal:
+                raise ValueError(refusal)
             if not isinstance(state, list) or len(state) != self.world_size:
                 saved = len(state) if isinstance(state, list) else "?"
                 raise ValueError(f"the checkpoint's stream position was saved by {saved} process(es); resume with "

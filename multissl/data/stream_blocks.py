@@ -48,6 +48,10 @@ class BlockStream(StreamedData):
         self.rows, self.tokenizer, self.block_size, self.style, self.text_column = rows, tokenizer, block_size, style, text_column
         self.source, self.column_names = rows.source, ["input_ids"]
 
+    def resume_refusal(self) -> str | None:
+        """The row stream's reason not to resume (a hub stream without a pinned revision), or None."""
+        return self.rows.resume_refusal()
+
     def tokens(self, rows: list[dict]) -> np.ndarray:
         """The framed token ids [N] of `rows`' texts, concatenated in order (blank or non-string texts skipped, as
         group_texts skips them)."""

@@ -1,4 +1,5 @@
-"""Local shards read as a stream (recipe key `streaming:`): parquet, JSON lines, text, CSV and WebDataset `.tar` files.
+"""Local shards read as a stream (recipe key `streaming:`): parquet, JSON lines, text, CSV and WebDataset `.tar` files;
+a name that is neither a local path nor a built-in dataset is a hub dataset, streamed the same way (stream_hub.py).
 
 Rows come from `datasets` in streaming mode, a window at a time, so memory stays flat however large the corpus.
 
@@ -98,6 +99,10 @@ class StreamedData:
         return (f"{self.source!r} is streamed (recipe key `streaming`), so {what} is not available: this method's data "
                 "hook needs the whole dataset; train it without `streaming` (docs/streaming.md, Limits)")
 
+    def resume_refusal(self) -> str | None:
+        """Why a checkpoint's position cannot be resumed exactly in this stream (one line), or None (local files can)."""
+        return None
+
     def node_batches(self, node: int, num_nodes: int, batch_size: int, seed: int, position: dict | None = None
                      ) -> Iterator[tuple[list[dict], dict]]:
         """Full batches of `batch_size` rows of node `node` of `num_nodes`, each with the JSON-able position after it."""
@@ -121,12 +126,15 @@ class RowStream(StreamedData):
         if self.builder == "text":
             load_kwargs.setdefault("sample_by", "paragraph")  # as the map-style loader reads text
         self.load_kwargs = load_kwargs
-        # Reads the schema now (and warms datasets' imports before DataLoader workers fork).
+        self._probe()
+
+    def _probe(self) -> None:
+        """Read the schema and the first row now (and warm datasets' imports before DataLoader workers fork)."""
         probe = self._dataset(self.files)
         self.features = probe.features or {}  # json/csv/text: types are known only once rows are read
         first = next(probe.iter(batch_size=1), None)
         if first is None:
-            raise ValueError(f"{self.source!r} has no rows in split {split!r}; expected shard files with at least one row")
+            raise ValueError(f"{self.source!r} has no rows in split {self.split!r}; expected shard files with at least one row")
         self.column_names = list(first)
 
     def _dataset(self, files: list[str]):
@@ -139,12 +147,7 @@ class RowStream(StreamedData):
         except (ValueError, TypeError, OSError, datasets.exceptions.DatasetGenerationError) as err:
             raise ValueError(f"cannot stream {self.source!r} with datasets' {self.builder!r} builder: "
                              f"{type(err).__name__}: {(str(err).strip().splitlines() or [''])[0]}") from err
-        if self.builder == "webdataset":
-            ds = _webdataset_columns(ds)
-        for name, feature in (ds.features or {}).items():  # keep images/audio encoded in the window; decoded per batch
-            if isinstance(feature, (datasets.Image, datasets.Audio)) and feature.decode:
-                ds = ds.cast_column(name, type(feature)(decode=False))
-        return ds
+        return stream_columns(ds, webdataset=self.builder == "webdataset")
 
     def epoch_files(self, epoch: int, seed: int) -> list[str]:
         """The files in the order epoch `epoch` reads them (a seeded permutation per epoch when shuffling)."""
@@ -227,11 +230,28 @@ class RowStream(StreamedData):
             raise ValueError(f"{self.source!r}: an image in the stream cannot be decoded ({err}); fix or drop that row") from err
 
 
+def stream_columns(ds, webdataset: bool = False):
+    """`ds` with multissl's column names (WebDataset fields renamed) and images/audio kept encoded: a window holds
+    bytes, and rows are decoded per batch (RowStream.decoded)."""
+    import datasets
+
+    if webdataset:
+        ds = _webdataset_columns(ds)
+    for name, feature in (ds.features or {}).items():
+        if isinstance(feature, (datasets.Image, datasets.Audio)) and feature.decode:
+            ds = ds.cast_column(name, type(feature)(decode=False))
+    return ds
+
+
 def _webdataset_columns(ds):
     """WebDataset fields -> multissl's column names: image, audio, label (`cls`), caption or text (`txt`)."""
     import datasets
 
     features = ds.features or {}
+    pickled = [n for n in features if n.rsplit(".", 1)[-1].lower() in PICKLED_FIELDS]
+    if pickled:  # datasets would decode them with an unpickler: never unpickle data from disk or the hub
+        raise ValueError(f"WebDataset field(s) {pickled} are pickled tensors (.pth), which multissl never unpickles; "
+                         "store arrays as .npy or in parquet instead")
     kinds = {n: type(f) for n, f in features.items()}
     has_image = any(k is datasets.Image for k in kinds.values())
     rename = {}
@@ -251,11 +271,43 @@ def _webdataset_columns(ds):
     return ds.rename_columns({k: v for k, v in rename.items() if k != v})
 
 
-def open_stream(name: str, split: str = "train", options: dict | None = None, **load_kwargs: Any) -> RowStream:
-    """A RowStream over a local file or folder of shards; built-in dataset names are loaded whole, not streamed."""
+class HubRowStream(RowStream):
+    """A hub dataset as a RowStream: its shards stand where local files stand (multissl/data/stream_hub.py says how,
+    and why resuming needs a pinned revision)."""
+
+    builder = "hub"
+
+    def __init__(self, source: str, split: str = "train", shuffle_buffer: int = STREAM_OPTIONS["shuffle_buffer"],
+                 **load_kwargs: Any):
+        from multissl.data.stream_hub import load_hub_stream
+
+        self.source, self.split, self.shuffle_buffer, self.load_kwargs = str(source), split, shuffle_buffer, load_kwargs
+        ds = load_hub_stream(self.source, split, load_kwargs)
+        self.base = stream_columns(ds, webdataset=getattr(ds.info, "builder_name", None) == "webdataset")
+        self.files = [str(i) for i in range(self.base.num_shards)]  # shard indices, permuted per epoch as files are
+        self._probe()
+
+    def _dataset(self, files: list[str]):
+        from multissl.data.stream_hub import shards_in_order
+
+        return shards_in_order(self.base, [int(i) for i in files])
+
+    def resume_refusal(self) -> str | None:
+        from multissl.data.stream_hub import unpinned_revision
+
+        return unpinned_revision(self.source, self.load_kwargs)
+
+
+def open_stream(source: str, /, split: str = "train", options: dict | None = None, **load_kwargs: Any) -> RowStream:
+    """A RowStream over a local file or folder of shards, or a HubRowStream over a hub dataset (a name that is neither
+    a local path nor a built-in dataset); built-in dataset names are loaded whole, not streamed. `load_kwargs` (the
+    recipe's dataset_args) go to datasets.load_dataset: `name` (a config), `revision`, ..."""
+    from multissl.data.stream_hub import is_hub_name
     from multissl.registry import DATASETS
 
-    if name in DATASETS and not Path(name).exists():
-        raise ValueError(f"streaming reads local shard files; {name!r} is a built-in dataset, loaded whole: drop "
-                         "`streaming`, or write its files into shards (`multissl data shard`) and name that folder")
-    return RowStream(name, split, **stream_options(options), **load_kwargs)
+    if source in DATASETS and not Path(source).exists():
+        raise ValueError(f"streaming reads shard files or hub datasets; {source!r} is a built-in dataset, loaded whole: "
+                         "drop `streaming`, or write its files into shards (`multissl data shard`) and name that folder")
+    if is_hub_name(source, STREAM_BUILDERS):
+        return HubRowStream(source, split, **stream_options(options), **load_kwargs)
+    return RowStream(source, split, **stream_options(options), **load_kwargs)
