@@ -1,8 +1,8 @@
 """Seeded room acoustics and background noise for generated speech corpora (spoken_words), batched in torch.
 
-Every function takes padded waveforms [N, L] with their valid `lengths` [N] and draws nothing from global
-state: the random parts come from an explicit numpy Generator (`rng`), so a build is the same on every
-machine. The chain applied by `degrade` to one batch of clean clips:
+Every function (and the building blocks in multissl/modalities/audio/room.py) takes padded waveforms [N, L]
+with their valid `lengths` [N] and draws nothing from global state: the random parts come from an explicit
+numpy Generator (`rng`), so a build is the same on every machine. The chain applied by `degrade` to one batch of clean clips:
 
     clean [N, L] --(* room impulse response, RT60 / direct-to-reverberant ratio)--> reverberant
       + background noise (coloured 1/f^beta noise, or babble of other clips) at a random SNR
@@ -10,13 +10,21 @@ machine. The chain applied by `degrade` to one batch of clean clips:
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-LN_1000 = math.log(1000.0)  # RT60: the time the energy falls by 60 dB, i.e. the amplitude by 1000x
+# the acoustic building blocks live one layer down, shared with CPC's channel views; re-exported for callers here
+from multissl.modalities.audio.room import (  # noqa: F401
+    LN_1000,
+    add_noise_at_snr,
+    coloured_noise,
+    normalise_peak,
+    reverberate,
+    room_impulse_response,
+    valid_mask,
+)
 
 
 @dataclass(frozen=True)
@@ -41,39 +49,6 @@ class Degradation:
         if not 0.0 <= self.babble_prob <= 1.0 or self.babble_talkers < 1 or self.rt60_s[0] <= 0:
             raise ValueError("Degradation: babble_prob must be in [0, 1], babble_talkers >= 1 and rt60_s > 0; "
                              f"got {self.babble_prob}, {self.babble_talkers}, {self.rt60_s}")
-
-
-def valid_mask(lengths: torch.Tensor, width: int) -> torch.Tensor:
-    """[N] lengths -> bool [N, width], True on each row's first lengths[n] samples."""
-    return torch.arange(width, device=lengths.device)[None, :] < lengths[:, None]
-
-
-def room_impulse_response(rt60_s: np.ndarray, drr_db: np.ndarray, sample_rate: int, rng: np.random.Generator) -> torch.Tensor:
-    """Synthetic room responses [N, R] (R = longest RT60 in samples): a unit direct path + exponentially decaying noise.
-
-    The tail of row n is Gaussian noise times exp(-ln(1000) t / rt60_s[n]) (amplitude down 60 dB at RT60),
-    scaled so that direct / tail energy = drr_db[n] dB.
-    """
-    rt60 = torch.as_tensor(np.asarray(rt60_s, dtype=np.float64))
-    width = max(2, int(math.ceil(float(rt60.max()) * sample_rate)))
-    t = torch.arange(width, dtype=torch.float64) / sample_rate  # [R]
-    tail = torch.from_numpy(rng.standard_normal((len(rt60), width))) * torch.exp(-LN_1000 * t[None, :] / rt60[:, None])
-    tail[:, 0] = 0.0
-    energy = tail.pow(2).sum(1, keepdim=True)  # [N, 1]
-    target = torch.from_numpy(10.0 ** (-np.asarray(drr_db, dtype=np.float64) / 10.0))[:, None]
-    rir = tail * torch.sqrt(target / energy)
-    rir[:, 0] = 1.0
-    return rir.float()
-
-
-def coloured_noise(beta: np.ndarray, width: int, rng: np.random.Generator) -> torch.Tensor:
-    """Noise [N, width] with power spectrum ~ 1/f^beta[n] (white 0, pink 1, brown 2), unit RMS per row."""
-    white = torch.from_numpy(rng.standard_normal((len(beta), width)))
-    spec = torch.fft.rfft(white, dim=1)  # [N, F]
-    f = torch.fft.rfftfreq(width, dtype=torch.float64)
-    f[0] = f[1]  # no infinite gain at DC
-    shaped = torch.fft.irfft(spec * f[None, :] ** (-torch.from_numpy(np.asarray(beta, dtype=np.float64))[:, None] / 2), n=width)
-    return (shaped / shaped.pow(2).mean(1, keepdim=True).sqrt()).float()
 
 
 def babble(pool: torch.Tensor, sources: np.ndarray, shifts: np.ndarray, width: int) -> torch.Tensor:
@@ -109,16 +84,10 @@ def degrade(clean: torch.Tensor, lengths: torch.Tensor, pool: torch.Tensor, babb
     max_len = int(spec.max_seconds * sample_rate)
     out_lengths = (lengths + int(spec.tail_s * sample_rate)).clamp(max=max_len)  # [N]
     width = int(out_lengths.max())
-    dry = clean * valid_mask(lengths, clean.shape[1])  # padding must not ring in the room
     rir = room_impulse_response(draws["rt60_s"], draws["drr_db"], sample_rate, rng)  # [N, R]
-    import torchaudio.functional as AF
-
-    wet = AF.fftconvolve(dry, rir)[:, :width]  # [N, W]
-    wet = torch.nn.functional.pad(wet, (0, width - wet.shape[1]))
+    wet = reverberate(clean, lengths, rir, width)  # [N, W]; padding must not ring in the room
     shifts = rng.integers(0, pool.shape[1], size=babble_sources.shape)
     noise = torch.where(torch.from_numpy(draws["babble"])[:, None], babble(pool, babble_sources, shifts, width),
                         coloured_noise(draws["noise_beta"], width, rng))  # [N, W]
-    mask = valid_mask(out_lengths, width)
-    noisy = AF.add_noise(wet, noise * mask, torch.from_numpy(draws["snr_db"]).float(), lengths=out_lengths) * mask
-    peak = noisy.abs().amax(1, keepdim=True).clamp_min(1e-8)
-    return noisy * (torch.from_numpy(draws["peak"]).float()[:, None] / peak), out_lengths, draws
+    noisy = add_noise_at_snr(wet, noise, torch.from_numpy(draws["snr_db"]).float(), out_lengths)
+    return normalise_peak(noisy, torch.from_numpy(draws["peak"]).float()), out_lengths, draws

@@ -17,6 +17,7 @@ from transformers import PretrainedConfig, PreTrainedModel
 from transformers import initialization as init
 from transformers.utils import ModelOutput
 
+from multissl.modalities.audio.channel_augment import TARGET_VIEWS, ChannelAugment, ChannelViewsCollator
 from multissl.modalities.audio.collators import AudioCollator
 from multissl.modalities.audio.crops import conv_output_length, frame_mask, receptive_field
 from multissl.models.base import MethodConfig, MethodModel, register_auto
@@ -54,18 +55,32 @@ class CPCEncoderConfig(PretrainedConfig):
 
 
 class CPCConfig(CPCEncoderConfig, MethodConfig):
-    """CPC hyper-parameters: the encoder's plus K prediction steps, negatives, crop and which features embed() pools."""
+    """CPC hyper-parameters: the encoder's plus K prediction steps, negatives, crop and which features embed() pools.
+
+    channel_augment (null = off, the default): ranges of an on-the-fly channel (room, noise, level) drawn for the
+    training crops ({} = spoken_words' own ranges; modalities/audio/channel_augment.py). target_view: what the
+    targets z_{t+k} are encoded from: "same" (the context's input), "augmented" (the same crop under an independent
+    channel) or "clean" (the crop itself); the last two need channel_augment.
+    """
 
     model_type = "multissl_cpc"
 
     def __init__(self, sampling_rate: int = 16000, conv_kernels: tuple = (10, 8, 4, 4, 4), conv_strides: tuple = (5, 4, 2, 2, 2),
                  encoder_dim: int = 128, norm: str = "layer", context_type: str = "gru", context_dim: int = 128,
                  context_layers: int = 1, transformer_heads: int = 4, prediction_steps: int = 12, num_negatives: int = 32,
-                 negatives: str = "batch", crop_seconds: float = 0.5, embed_layer: str = "context", **kwargs):
+                 negatives: str = "batch", crop_seconds: float = 0.5, embed_layer: str = "context",
+                 channel_augment: dict | None = None, target_view: str = "same", **kwargs):
         if negatives not in NEGATIVE_MODES or embed_layer not in EMBED_LAYERS:
             raise ValueError(f"negatives must be one of {NEGATIVE_MODES} (got {negatives!r}); embed_layer one of {EMBED_LAYERS} (got {embed_layer!r})")
         if not 1 <= prediction_steps <= MAX_PREDICTION_STEPS:
             raise ValueError(f"prediction_steps must be in [1, {MAX_PREDICTION_STEPS}]; got {prediction_steps}")
+        if target_view not in TARGET_VIEWS:
+            raise ValueError(f"target_view must be one of {TARGET_VIEWS}; got {target_view!r}")
+        if channel_augment is None and target_view != "same":
+            raise ValueError(f"target_view {target_view!r} needs channel_augment (e.g. {{}} for the default ranges); it is null")
+        # stored resolved (every range spelled out), so config.json says exactly what was drawn from
+        self.channel_augment = None if channel_augment is None else ChannelAugment.from_dict(channel_augment).to_dict()
+        self.target_view = target_view
         self.prediction_steps, self.num_negatives, self.negatives = prediction_steps, num_negatives, negatives
         self.crop_seconds, self.embed_layer = crop_seconds, embed_layer
         super().__init__(sampling_rate=sampling_rate, conv_kernels=conv_kernels, conv_strides=conv_strides, encoder_dim=encoder_dim,
@@ -200,10 +215,17 @@ CPCOutput = make_dataclass(
 CPCOutput.__module__ = __name__  # so pickle and repr find it here
 
 
-def make_cpc_collator(config: CPCConfig, train: bool = True, generator: torch.Generator | None = None) -> AudioCollator:
-    """Random crop_seconds windows for training, whole clips for embed(); both padded to the receptive field."""
-    return AudioCollator(sample_rate=config.sampling_rate, crop_samples=int(round(config.crop_seconds * config.sampling_rate)),
-                         min_samples=config.receptive_field, train=train, generator=generator)
+def make_cpc_collator(config: CPCConfig, train: bool = True,
+                      generator: torch.Generator | None = None) -> AudioCollator | ChannelViewsCollator:
+    """Random crop_seconds windows for training, whole clips for embed(); both padded to the receptive field.
+
+    With config.channel_augment set, training crops get channel views (ChannelViewsCollator); evaluation never does.
+    """
+    crops = AudioCollator(sample_rate=config.sampling_rate, crop_samples=int(round(config.crop_seconds * config.sampling_rate)),
+                          min_samples=config.receptive_field, train=train, generator=generator)
+    if not train or config.channel_augment is None:
+        return crops
+    return ChannelViewsCollator(crops, ChannelAugment.from_dict(config.channel_augment), config.target_view)
 
 
 def tiny_cpc_config() -> CPCConfig:
@@ -212,7 +234,11 @@ def tiny_cpc_config() -> CPCConfig:
 
 
 class CPCModel(_CPCPreTrained, MethodModel):
-    """CPCEncoder + K linear maps W_k; forward(input_values [B, L], lengths [B]) -> K-step InfoNCE and per-step accuracy."""
+    """CPCEncoder + K linear maps W_k; forward(input_values [B, L], lengths [B]) -> K-step InfoNCE and per-step accuracy.
+
+    With target_values [B, L] (a time-aligned view of the same crops), c_t comes from input_values and the positive
+    and negative targets z from target_values.
+    """
 
     config_class = CPCConfig
     tiny_config = staticmethod(tiny_cpc_config)
@@ -227,9 +253,15 @@ class CPCModel(_CPCPreTrained, MethodModel):
         self.post_init()
 
     def forward(self, input_values: torch.Tensor, lengths: torch.Tensor | None = None,
-                negative_noise: torch.Tensor | None = None, **_: object) -> CPCOutput:
+                negative_noise: torch.Tensor | None = None, target_values: torch.Tensor | None = None,
+                **_: object) -> CPCOutput:
         enc = self.encoder(input_values, lengths)
         z, c = enc.encoder_hidden_state, enc.last_hidden_state  # [B, T, D], [B, T, C]
+        if target_values is not None:
+            if target_values.shape != input_values.shape:
+                raise ValueError(f"target_values must have input_values' shape {tuple(input_values.shape)}; "
+                                 f"got {tuple(target_values.shape)}")
+            z = self.encoder.conv(target_values[:, None, :]).transpose(1, 2)  # [B, T, D]: the targets' own view
         B, T, D = z.shape
         pred = self.predictor(c).view(B, T, self.config.prediction_steps, D)  # [B, T, K, D]: W_k c_t
         out = cpc_loss(pred, z, enc.frame_lengths, self.config.num_negatives, self.config.negatives, noise=negative_noise)
