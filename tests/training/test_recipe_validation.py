@@ -381,7 +381,8 @@ def test_the_cli_prints_one_line_for_a_bad_value(tmp_path, capsys):
 
 def _documented_sets() -> list[tuple[str, str, list[str] | None]]:
     """(where, recipe, argv or None) for each `train ... --set` command in README.md, docs/ and recipe comments, and
-    (where, recipe, [override]) for a bare `--set key=value` in a recipe's comments (applied to that recipe)."""
+    (where, recipe, [overrides]) for the bare `--set key=value`s of one line of a recipe's comments (applied together
+    to that recipe: one command's settings, e.g. mode=weighted needs fraction=null beside it)."""
     found = []
     for path in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), *RECIPES]:
         text = path.read_text()
@@ -396,8 +397,9 @@ def _documented_sets() -> list[tuple[str, str, list[str] | None]]:
                         if "..." not in c and "<" not in c]  # placeholders such as `train ...` are not commands
             for cmd in commands:
                 found.append((rel, None, shlex.split(cmd)))
-            if not commands and path.suffix == ".yaml":
-                found += [(rel, rel, [m]) for m in re.findall(r"--set\s+([\w.]+=[^\s,`]+)", line)]
+            if not commands and path.suffix == ".yaml":  # e.g. a benchmark command: its --set values apply together
+                sets = re.findall(r"--set\s+([\w.]+=[^\s,`]+)", line)
+                found += [(rel, rel, sets)] if sets else []
     return found
 
 
