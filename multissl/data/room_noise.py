@@ -17,8 +17,10 @@ import torch
 
 # the acoustic building blocks live one layer down, shared with CPC's channel views; re-exported for callers here
 from multissl.modalities.audio.room import (  # noqa: F401
+    CHANNEL_RANGES,
     LN_1000,
     add_noise_at_snr,
+    check_channel_ranges,
     coloured_noise,
     normalise_peak,
     reverberate,
@@ -31,24 +33,21 @@ from multissl.modalities.audio.room import (  # noqa: F401
 class Degradation:
     """Ranges of the per-clip draws (uniform unless said otherwise); the corpus's difficulty in one place."""
 
-    snr_db: tuple[float, float] = (5.0, 20.0)  # speech (after reverb) to background noise
-    rt60_s: tuple[float, float] = (0.1, 0.5)  # reverberation time of the synthetic room
-    drr_db: tuple[float, float] = (0.0, 12.0)  # direct-to-reverberant energy ratio
+    snr_db: tuple[float, float] = CHANNEL_RANGES["snr_db"]  # speech (after reverb) to background noise
+    rt60_s: tuple[float, float] = CHANNEL_RANGES["rt60_s"]
+    drr_db: tuple[float, float] = CHANNEL_RANGES["drr_db"]
     babble_prob: float = 0.5  # else coloured noise
     babble_talkers: int = 3  # other clips summed into one babble track
-    noise_beta: tuple[float, float] = (0.0, 2.0)  # coloured noise spectrum ~ 1/f^beta: 0 white, 1 pink, 2 brown
-    peak: tuple[float, float] = (0.3, 0.9)  # final peak amplitude (removes loudness as a speaker cue)
+    noise_beta: tuple[float, float] = CHANNEL_RANGES["noise_beta"]
+    peak: tuple[float, float] = CHANNEL_RANGES["peak"]  # final peak amplitude (removes loudness as a speaker cue)
     tail_s: float = 0.1  # reverberation tail kept after the speech ends
     max_seconds: float = 1.0  # clips are cut to this length
 
     def __post_init__(self) -> None:
-        for name in ("snr_db", "rt60_s", "drr_db", "noise_beta", "peak"):
-            lo, hi = getattr(self, name)
-            if not lo <= hi:
-                raise ValueError(f"Degradation.{name} must be a (low, high) range with low <= high; got {(lo, hi)}")
-        if not 0.0 <= self.babble_prob <= 1.0 or self.babble_talkers < 1 or self.rt60_s[0] <= 0:
-            raise ValueError("Degradation: babble_prob must be in [0, 1], babble_talkers >= 1 and rt60_s > 0; "
-                             f"got {self.babble_prob}, {self.babble_talkers}, {self.rt60_s}")
+        check_channel_ranges({name: getattr(self, name) for name in CHANNEL_RANGES}, "Degradation")
+        if not 0.0 <= self.babble_prob <= 1.0 or self.babble_talkers < 1:
+            raise ValueError("Degradation: babble_prob must be in [0, 1] and babble_talkers >= 1; "
+                             f"got {self.babble_prob}, {self.babble_talkers}")
 
 
 def babble(pool: torch.Tensor, sources: np.ndarray, shifts: np.ndarray, width: int) -> torch.Tensor:

@@ -83,6 +83,14 @@ def test_bad_input():
         Degradation(snr_db=(20.0, 5.0))
     with pytest.raises(ValueError, match="babble_prob"):
         Degradation(babble_prob=1.5)
+    # the range checks are the ones CPC's channel views use (modalities/audio/room.check_channel_ranges)
+    for field, bad, match in [("rt60_s", (0.0, 0.5), r"Degradation\.rt60_s must be > 0"),
+                              ("peak", (-0.1, 0.5), r"Degradation\.peak must be > 0"),
+                              ("noise_beta", (-1.0, 2.0), r"Degradation\.noise_beta must be >= 0"),
+                              ("drr_db", (0.0, float("inf")), r"Degradation\.drr_db must be a \[low, high\] pair of finite")]:
+        with pytest.raises(ValueError, match=match) as err:
+            Degradation(**{field: bad})
+        assert "\n" not in str(err.value)
     with pytest.raises(ValueError, match=r"expected clean \[N, L\]"):
         degrade(torch.zeros(8000), torch.tensor([8000]), torch.zeros(1, 8000), np.zeros((1, 1), int), np.random.default_rng(0))
     with pytest.raises(ValueError, match="one row per clip"):

@@ -9,7 +9,6 @@ level; padding stays zero. Every draw comes from an explicit numpy Generator, wh
 """
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 
@@ -17,20 +16,31 @@ import numpy as np
 import torch
 
 from multissl.modalities.audio.collators import AudioCollator
-from multissl.modalities.audio.room import add_noise_at_snr, coloured_noise, normalise_peak, reverberate, room_impulse_response
+from multissl.modalities.audio.room import (
+    CHANNEL_RANGES,
+    add_noise_at_snr,
+    check_channel_ranges,
+    coloured_noise,
+    normalise_peak,
+    reverberate,
+    room_impulse_response,
+)
 
 TARGET_VIEWS = ("same", "augmented", "clean")  # what CPC's targets z see: the context's input, another draw, the crop
 
 
 @dataclass(frozen=True)
 class ChannelAugment:
-    """Uniform ranges [low, high] of the per-view draws; the defaults are spoken_words' own (data/room_noise.py)."""
+    """Uniform ranges [low, high] of the per-view draws; the defaults are spoken_words' own (room.CHANNEL_RANGES)."""
 
-    snr_db: tuple[float, float] = (5.0, 20.0)  # crop (after reverberation) to added noise, over its valid samples
-    rt60_s: tuple[float, float] = (0.1, 0.5)  # reverberation time of the synthetic room
-    drr_db: tuple[float, float] = (0.0, 12.0)  # direct-to-reverberant energy ratio
-    noise_beta: tuple[float, float] = (0.0, 2.0)  # noise spectrum ~ 1/f^beta: 0 white, 1 pink, 2 brown
-    peak: tuple[float, float] = (0.3, 0.9)  # peak amplitude of the view (level is a channel cue too)
+    snr_db: tuple[float, float] = CHANNEL_RANGES["snr_db"]  # crop (after reverberation) to added noise
+    rt60_s: tuple[float, float] = CHANNEL_RANGES["rt60_s"]
+    drr_db: tuple[float, float] = CHANNEL_RANGES["drr_db"]
+    noise_beta: tuple[float, float] = CHANNEL_RANGES["noise_beta"]
+    peak: tuple[float, float] = CHANNEL_RANGES["peak"]  # level is a channel cue too
+
+    def __post_init__(self) -> None:
+        check_channel_ranges(asdict(self), "ChannelAugment")
 
     @classmethod
     def from_dict(cls, values: Mapping, name: str = "channel_augment") -> ChannelAugment:
@@ -41,19 +51,8 @@ class ChannelAugment:
         unknown = sorted(set(values) - set(allowed))
         if unknown:
             raise ValueError(f"{name}: unknown key(s) {unknown}; allowed: {allowed}")
-        ranges = {}
-        for key, pair in values.items():
-            ok = (isinstance(pair, (list, tuple)) and len(pair) == 2
-                  and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in pair)
-                  and pair[0] <= pair[1])
-            if not ok:
-                raise ValueError(f"{name}.{key} must be a [low, high] pair of finite numbers with low <= high; got {pair!r}")
-            ranges[key] = (float(pair[0]), float(pair[1]))
-        spec = cls(**ranges)
-        if spec.rt60_s[0] <= 0 or spec.peak[0] <= 0 or spec.noise_beta[0] < 0:
-            bad = "rt60_s" if spec.rt60_s[0] <= 0 else "peak" if spec.peak[0] <= 0 else "noise_beta"
-            raise ValueError(f"{name}.{bad} must be {'>= 0' if bad == 'noise_beta' else '> 0'}; got {list(getattr(spec, bad))}")
-        return spec
+        check_channel_ranges(values, name)  # before construction, so the message names the config field
+        return cls(**{key: (float(pair[0]), float(pair[1])) for key, pair in values.items()})
 
     def to_dict(self) -> dict:
         """The ranges as JSON-friendly lists (what a config stores)."""

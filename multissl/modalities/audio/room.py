@@ -6,11 +6,39 @@ Shared by the spoken_words corpus build (data/room_noise.py) and CPC's on-the-fl
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 import numpy as np
 import torch
 
 LN_1000 = math.log(1000.0)  # RT60: the time the energy falls by 60 dB, i.e. the amplitude by 1000x
+
+# Uniform [low, high] ranges of one channel draw: spoken_words' corpus (data/room_noise.Degradation) and CPC's
+# channel views (channel_augment.ChannelAugment) both start from these, and both are checked by check_channel_ranges.
+CHANNEL_RANGES: dict[str, tuple[float, float]] = {
+    "snr_db": (5.0, 20.0),  # signal (after reverberation) to added noise, over the valid samples
+    "rt60_s": (0.1, 0.5),  # reverberation time of the synthetic room
+    "drr_db": (0.0, 12.0),  # direct-to-reverberant energy ratio
+    "noise_beta": (0.0, 2.0),  # coloured noise spectrum ~ 1/f^beta: 0 white, 1 pink, 2 brown
+    "peak": (0.3, 0.9),  # peak amplitude after normalising (removes loudness as a cue)
+}
+_LOWER_BOUND = {"rt60_s": (">", 0.0), "peak": (">", 0.0), "noise_beta": (">=", 0.0)}  # a room needs decay, a clip a level
+
+
+def check_channel_ranges(ranges: Mapping[str, object], owner: str) -> None:
+    """Raise one ValueError line naming `owner.field` unless every range is a finite [low, high] with low <= high
+    and rt60_s, peak > 0, noise_beta >= 0 (the keys are CHANNEL_RANGES'; others are not looked at)."""
+    for key, pair in ranges.items():
+        if key not in CHANNEL_RANGES:
+            continue
+        ok = (isinstance(pair, (list, tuple)) and len(pair) == 2
+              and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in pair)
+              and pair[0] <= pair[1])
+        if not ok:
+            raise ValueError(f"{owner}.{key} must be a [low, high] pair of finite numbers with low <= high; got {pair!r}")
+        op, bound = _LOWER_BOUND.get(key, ("", None))
+        if bound is not None and not (pair[0] > bound if op == ">" else pair[0] >= bound):
+            raise ValueError(f"{owner}.{key} must be {op} {bound:g}; got {list(pair)}")
 
 
 def valid_mask(lengths: torch.Tensor, width: int) -> torch.Tensor:

@@ -107,6 +107,8 @@ def test_bad_ranges_are_one_line_errors():
             ChannelAugment.from_dict(values)
         assert "\n" not in str(err.value)
     assert ChannelAugment.from_dict({}) == ChannelAugment()
+    with pytest.raises(ValueError, match=r"ChannelAugment\.peak must be > 0"):  # built in code, not from a config
+        ChannelAugment(peak=(0.0, 1.0))
     assert ChannelAugment.from_dict(ChannelAugment(snr_db=(1.0, 2.0)).to_dict()).snr_db == (1.0, 2.0)
     plain = AudioCollator(crop_samples=1600, train=True)
     with pytest.raises(ValueError, match="target_view must be one of"):
