@@ -1,7 +1,7 @@
 """Fine-tuning protocol on glyphs (SimCLR paper, 1% / 10% of the labels): a self-supervised encoder fine-tuned end to
 end with a linear head vs the same ResNet from random init, same labeled rows, same budget (`multissl finetune`).
 
-Encoders: the vision table's runs (benchmarks/bench_vision_glyphs.py, 150 steps x 256), runs/vision_glyphs/<method>-seedS.
+Encoders: the vision table's runs (benchmarks/bench_vision_glyphs.py, 600 steps x 256), runs/vision_glyphs/<method>-seedS.
 Seed S pairs encoder S with label seed S and training seed S; a method without encoder S uses encoder 0 (printed).
 Budget: 200 steps, batch 64 (1%: the 52 labeled rows), AdamW, cosine, 20 warm-up steps, the supervised recipe's crops.
 
