@@ -93,8 +93,23 @@ def test_fsdp_trains_the_ddp_losses_and_weights(name, train_keys, teacher, tmp_p
     ddp, fsdp = r0["ddp"]["weights"], r0["fsdp"]["weights"]
     assert fsdp.keys() == ddp.keys()
     assert all(any(k.startswith(prefix) for k in ddp) for prefix in teacher)  # the teacher state is compared too
-    for key in ddp:
+    compared = [k for k in ddp if not _feeds_batchnorm(k, ddp)]
+    assert len(compared) > len(ddp) // 2
+    for key in compared:
         torch.testing.assert_close(torch.tensor(fsdp[key]), torch.tensor(ddp[key]), rtol=1e-4, atol=1e-5, msg=key)
+
+
+def _feeds_batchnorm(key: str, state: dict) -> bool:
+    """True for a Linear/Conv bias whose next module (index + 1 in the same Sequential) is a BatchNorm.
+
+    BatchNorm subtracts the batch mean, so that bias's gradient is zero in exact arithmetic: what Adam sees is
+    rounding noise, which it normalises to steps of ~lr whose sign differs between DDP's and FSDP's reductions.
+    The bias has no effect on the output (BN removes it in training and, through running_mean, in eval).
+    """
+    parts = key.split(".")
+    if parts[-1] != "bias" or len(parts) < 3 or not parts[-2].isdigit():
+        return False
+    return ".".join([*parts[:-2], str(int(parts[-2]) + 1), "running_mean"]) in state
 
 
 # ---- what is refused, and the --accelerate-config plumbing ----------------------------------------------------
