@@ -22,7 +22,8 @@ Decisions:
   state in buffers, updated in training forward as the image FixMatch does), β for uda (default 0.8).
 * Training progress (steps done, total steps) is a buffer set in on_step_end, so TSA's η_t continues after a resume.
 * `lambda_u: 0` is the supervised-only baseline on exactly the same labeled batches: the data hook draws no
-  unlabeled stream and the loss is the labeled term alone.
+  unlabeled stream and the loss is the labeled term alone. With `label_fraction: 1` as well it is the all-labels
+  supervised bound (every training row, cross-entropy only): the text results table's upper row.
 """
 from __future__ import annotations
 
@@ -98,8 +99,8 @@ class TextSemiConfig(MethodConfig):
             raise ValueError(f"give exactly one of labels_per_class or label_fraction; got labels_per_class="
                              f"{labels_per_class!r} and label_fraction={label_fraction!r}")
         if label_fraction is not None:
-            label_fraction = _number("label_fraction", label_fraction, 0.0, 1.0, "in (0, 1) (the labeled fraction of "
-                                     "each class)", open_low=True, open_high=True)
+            label_fraction = _number("label_fraction", label_fraction, 0.0, 1.0, "in (0, 1] (the labeled fraction of "
+                                     "each class; 1 with lambda_u 0 is the all-labels bound)", open_low=True)
         if threshold is None:
             threshold = DEFAULT_THRESHOLD[algorithm]
         elif threshold == "freematch":
@@ -245,11 +246,13 @@ class TextSemiModel(MethodModel):
     def make_batch_source(cls, config: TextSemiConfig, data: DataRequest, *, batch_size: int, seed: int,
                           world_size: int = 1, rank: int = 0) -> torch.utils.data.Dataset:
         """B labeled sentences (+ labels) and μB unlabeled sentences (weak + strong views, no labels) per item."""
+        collate = TextSemiCollator(config)
+        if config.label_fraction == 1.0 and config.lambda_u == 0:  # the all-labels bound: every row, no unlabeled stream
+            return LabeledUnlabeledSource(data.load(), None, collate.labeled, None, batch_size, 0, seed, world_size, rank)
         label_seed = seed if config.label_seed is None else config.label_seed
         labeled, unlabeled = semi_supervised_split(data.load(), config.label_column, seed=label_seed,
                                                    labels_per_class=config.labels_per_class,
                                                    label_fraction=config.label_fraction)
-        collate = TextSemiCollator(config)
         mu = config.mu if config.lambda_u > 0 else 0  # λ_u = 0: the supervised baseline draws no unlabeled rows
         return LabeledUnlabeledSource(labeled, unlabeled, collate.labeled, collate.unlabeled, batch_size, mu, seed,
                                       world_size, rank)

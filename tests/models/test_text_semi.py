@@ -171,6 +171,20 @@ def test_the_data_hook_gives_B_labeled_and_mu_B_unlabeled_sentences_without_labe
     assert not torch.equal(item["strong_input_ids"], source[1]["strong_input_ids"])
 
 
+def test_label_fraction_one_with_lambda_u_zero_is_the_all_labels_bound():
+    config = _model(labels_per_class=None, label_fraction=1.0, lambda_u=0.0).config
+    source = TextSemiModel.make_batch_source(config, _Data(), batch_size=4, seed=0)
+    assert len(source.labeled.dataset) == 48 and source.unlabeled is None  # every training row, no unlabeled stream
+    assert set(source[0]) == {"input_ids", "attention_mask", "labels"}
+    seen = torch.cat([source[i]["labels"] for i in range(12)])  # one epoch of 48 rows: every label once
+    assert sorted(seen.tolist()) == sorted(toy_dataset()["label"])
+    with pytest.raises(ValueError, match="nothing is left for the unlabeled stream"):  # λ_u > 0 needs unlabeled rows
+        TextSemiModel.make_batch_source(_model(labels_per_class=None, label_fraction=1.0).config, _Data(),
+                                        batch_size=4, seed=0)
+    with pytest.raises(ValueError, match=r"label_fraction must be in \(0, 1\]"):
+        _model(labels_per_class=None, label_fraction=1.5)
+
+
 def test_the_head_learning_rate_scale():
     plain, scaled = _model().eval(), _model(classifier_lr_scale=10.0).eval()  # same seed: the same head at init
     x = _batch(plain.config)
