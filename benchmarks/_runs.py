@@ -27,24 +27,32 @@ def recipe_differences(saved: dict, current: dict, prefix: str = "", shared_only
     return out
 
 
-def train_or_reuse(recipe: Any, run: Path, retrain: bool) -> float | None:
-    """Train `recipe` into `run` unless run/final exists (or retrain); the training seconds, None when reused.
+def check_reusable(recipe: Any, run: Path) -> None:
+    """Stop with one line unless the finished run in `run` was trained with `recipe` (its recipe.yaml matches).
 
-    A finished run is reused only when its recipe.yaml matches `recipe` (recipe_differences); otherwise one line
-    names the settings that differ and the command stops, so a table never reports an old run under a new recipe.
+    Called before a finished run, or a score computed from it, is reused: a table never reports an old run under a
+    new recipe. The line names up to 3 differing settings and how to go on.
     """
     import yaml
 
+    saved_file = run / "recipe.yaml"
+    saved = yaml.safe_load(saved_file.read_text()) if saved_file.is_file() else None
+    diffs = ["no recipe.yaml"] if not isinstance(saved, dict) else recipe_differences(saved, recipe.to_dict())
+    if diffs:
+        more = f" (+{len(diffs) - 3} more)" if len(diffs) > 3 else ""
+        raise SystemExit(f"{run} holds a finished run trained with other settings ({'; '.join(diffs[:3])}{more}); "
+                         "pass --retrain to train it again (that run is replaced) or choose another --out")
+
+
+def train_or_reuse(recipe: Any, run: Path, retrain: bool) -> float | None:
+    """Train `recipe` into `run` unless run/final exists (or retrain); the training seconds, None when reused.
+
+    A finished run is reused only when its recipe.yaml matches `recipe` (check_reusable).
+    """
     from multissl.training import train
 
     if not retrain and (run / "final").is_dir():
-        saved_file = run / "recipe.yaml"
-        saved = yaml.safe_load(saved_file.read_text()) if saved_file.is_file() else None
-        diffs = ["no recipe.yaml"] if not isinstance(saved, dict) else recipe_differences(saved, recipe.to_dict())
-        if diffs:
-            more = f" (+{len(diffs) - 3} more)" if len(diffs) > 3 else ""
-            raise SystemExit(f"{run} holds a finished run trained with other settings ({'; '.join(diffs[:3])}{more}); "
-                             "pass --retrain to train it again (that run is replaced) or choose another --out")
+        check_reusable(recipe, run)
         return None
     shutil.rmtree(run, ignore_errors=True)  # a half-finished run must not be resumed silently
     t0 = time.perf_counter()

@@ -56,6 +56,14 @@ def scores(feats: dict, split: str) -> dict[str, float]:
     return {"knn": float(knn), "linear-probe": probe["accuracy"], "C": probe["C"]}
 
 
+def glyphs_recipe(method: str, seed: int, overrides: list[str]):
+    """recipes/<method>_glyphs.yaml at `seed`, quiet, with the --set overrides for that method."""
+    from multissl.training import load_recipe
+
+    return load_recipe(ROOT / "recipes" / f"{method}_glyphs.yaml",
+                       [f"train.seed={seed}", "train.progress=false", "eval={}", *overrides])
+
+
 def run_one(method: str, seed: int, out: Path, split: str, splits: dict, overrides: list[str], retrain: bool) -> dict:
     """Train (or reuse) one method at one seed; score its random init and its trained encoder."""
     from _runs import train_or_reuse
@@ -63,11 +71,9 @@ def run_one(method: str, seed: int, out: Path, split: str, splits: dict, overrid
     from multissl.data.batches import seed_everything
     from multissl.models.loading import load_model
     from multissl.registry import get_method
-    from multissl.training import load_recipe
     from multissl.training.loop import build_config, build_model
 
-    recipe = load_recipe(ROOT / "recipes" / f"{method}_glyphs.yaml",
-                         [f"train.seed={seed}", "train.progress=false", "eval={}", *overrides])
+    recipe = glyphs_recipe(method, seed, overrides)
     spec = get_method(method)
     config = build_config(spec, recipe.model, recipe.source)
     seed_everything(seed)  # what train() does first: this is the initialisation training starts from
@@ -179,6 +185,9 @@ def main() -> None:
         overrides = [item.split(":", 1)[1] for item in args.set if item.split(":", 1)[0] == method]
         for seed in args.seeds:
             if (method, seed) in done and not overrides and not args.retrain:
+                from _runs import check_reusable
+
+                check_reusable(glyphs_recipe(method, seed, overrides), out / f"{method}-seed{seed}")  # row = run
                 continue
             r = run_one(method, seed, out, args.split, splits, overrides, args.retrain)
             rows = [x for x in rows if (x["method"], x["seed"]) != (method, seed)] + [r]
