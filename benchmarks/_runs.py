@@ -6,10 +6,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-# Sections compared key by key when a finished run is reused. `model` (and the top level) must match on every key;
-# `train` only on keys both sides have, so a run saved before TrainArgs grew a field is still recognised. `eval` is
-# not compared: it does not change what was trained.
-_STRICT, _SHARED_ONLY = ("model", "dataset_args", "streaming"), ("train",)
+# Sections compared key by key when a finished run is reused: every section must match on every key, except these,
+# compared only on the keys both sides have (a run saved before TrainArgs grew a field is still recognised), and
+# `eval`, not compared at all (it does not change what was trained).
+_SHARED_ONLY = ("train",)
 
 
 def recipe_differences(saved: dict, current: dict, prefix: str = "", shared_only: bool = False) -> list[str]:
