@@ -2,8 +2,8 @@
 
 Rows: the tiny MLM architecture at random init | MLM trained | GPT trained | SimCSE from that MLM | supervised
 tiny BERT (the bound for those rows: that random init trained with cross-entropy on all labels, the MLM's budget) |
-MiniLM (all-MiniLM-L6-v2, the start) | SimCSE from MiniLM | supervised MiniLM (its bound: all labels, SimCSE's
-budget) | TF-IDF (non-neural reference). Columns: weighted k-NN
+MiniLM (all-MiniLM-L6-v2, the start) | SimCSE from MiniLM | supervised MiniLM (its bound: all labels, 5x SimCSE's
+steps, see recipes/supervised_topics_minilm.yaml) | TF-IDF (non-neural reference). Columns: weighted k-NN
 (k=20, T=0.07, cosine) and a linear probe whose C is chosen on the validation split
 (multissl.evaluation.linear_probe.tuned_linear_probe); the test split is read once per number. Trained rows
 are mean ± std over training seeds 0, 1, 2 (random init: the init of each seed); MiniLM's start and TF-IDF are
@@ -146,20 +146,21 @@ def load(run: Path):
     return load_model(run / "final")
 
 
-def mlm_encoder(run: Path) -> str:
-    """The MLM run's exported HF encoder + tokenizer folder (what simcse_from_mlm.yaml's backbone_path names)."""
-    enc = run / "encoder"
+def exported_encoder(enc: Path, make_model) -> str:
+    """`enc`, an HF encoder + tokenizer folder: exported from make_model() unless a finished export is already there."""
     if not (enc / "config.json").is_file():
-        load(run).save_encoder(enc)
+        make_model().save_encoder(enc)
     return str(enc)
+
+
+def mlm_encoder(run: Path) -> str:
+    """The MLM run's exported encoder (what simcse_from_mlm.yaml's backbone_path names)."""
+    return exported_encoder(run / "encoder", lambda: load(run))
 
 
 def random_bert_encoder(bench: Bench, seed: int) -> str:
-    """The MLM recipe's random init at `seed`, exported with its tokenizer (the supervised tiny-BERT bound starts here)."""
-    enc = bench.out / f"random_bert-seed{seed}" / "encoder"
-    if not (enc / "config.json").is_file():
-        bench.random_init(seed).save_encoder(enc)
-    return str(enc)
+    """The MLM recipe's random init at `seed`, exported (the supervised tiny-BERT bound starts here)."""
+    return exported_encoder(bench.out / f"random_bert-seed{seed}" / "encoder", lambda: bench.random_init(seed))
 
 
 def minilm_start():
