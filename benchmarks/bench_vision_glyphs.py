@@ -14,12 +14,17 @@ recipes/supervised_glyphs.yaml) gives the upper bound. Test fonts are never seen
     OMP_NUM_THREADS=1 python benchmarks/bench_vision_glyphs.py --split validation --seeds 0 --methods simclr   # tuning
 
 With `--split test` (default) it writes docs/results/vision.md and docs/results/vision.png; runs are kept under
---out and reused when their final/ exists (delete the folder, or pass --retrain, to train again).
+--out and reused when their final/ exists (delete the folder, or pass --retrain, to train again). `--set all:KEY=V`
+changes every method's recipe, e.g. the 4x-budget table beside the shipped one (docs/results/vision-2400.md):
+
+    OMP_NUM_THREADS=1 python benchmarks/bench_vision_glyphs.py --methods supervised simclr moco byol dino mae \
+        --set all:train.max_steps=2400 all:train.warmup_steps=100 --out runs/vision_glyphs_2400 --name vision-2400
 """
 from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -128,14 +133,42 @@ def table(rows: list[dict]) -> tuple[str, dict]:
     return markdown_table(md_rows, ["knn", "linear-probe"], first="features (n seeds)", extra=extra), plot_rows
 
 
-def page(md: str, rows: list[dict]) -> str:
-    """docs/results/vision.md: what was run, how, on what machine, the table and the plot."""
+def method_overrides(items: list[str], method: str) -> list[str]:
+    """The KEY=VALUE overrides of `--set` items that apply to `method`: 'METHOD:KEY=V' and 'all:KEY=V'.
+
+    A malformed item is one error line naming it, before anything trains.
+    """
+    out = []
+    for item in items:
+        target, sep, override = item.partition(":")
+        if not sep or "=" not in override:
+            raise SystemExit(f"--set {item!r}: expected METHOD:KEY=VALUE or all:KEY=VALUE")
+        if target in (method, "all"):
+            out.append(override)
+    return out
+
+
+def drop_option(argv: list[str], option: str) -> list[str]:
+    """`argv` without `option` and its value (both the '--opt V' and the '--opt=V' forms)."""
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == option:
+            skip = True
+        elif not arg.startswith(option + "="):
+            out.append(arg)
+    return out
+
+
+def page(md: str, rows: list[dict], command: str = "", name: str = "vision") -> str:
+    """docs/results/<name>.md: what was run (`command`: the arguments), how, on what machine, the table, the plot."""
     seeds = sorted({r["seed"] for r in rows})
     methods = sorted({r["method"] for r in rows})
     budget = sorted({(r["steps"], r["batch_size"]) for r in rows})
     return f"""# Vision on glyphs: random init | method | supervised bound
 
-Written by `OMP_NUM_THREADS=1 python benchmarks/bench_vision_glyphs.py --seeds {' '.join(map(str, seeds))}` (do not edit by hand).
+Written by `OMP_NUM_THREADS=1 python benchmarks/bench_vision_glyphs.py{command and ' ' + command}` (do not edit by hand).
 
 * Data: `glyphs` at 32 px (data_cards/glyphs.md): train 4992 images of 12 fonts, validation 1040 of 5 other fonts,
   test 1560 of 6 further fonts never seen in training or validation. Chance 1/26 = 0.038.
@@ -152,7 +185,7 @@ Written by `OMP_NUM_THREADS=1 python benchmarks/bench_vision_glyphs.py --seeds {
 
 {md}
 
-![linear probe per method, random init vs trained](vision.png)
+![linear probe per method, random init vs trained]({name}.png)
 """
 
 
@@ -164,11 +197,17 @@ def main() -> None:
     parser.add_argument("--split", choices=("validation", "test"), default="test",
                         help="validation while tuning recipes; test (read once per number) for the report")
     parser.add_argument("--set", nargs="*", default=[], metavar="METHOD:KEY=VALUE",
-                        help="recipe override for one method while tuning, e.g. simclr:model.loss_temperature=0.5")
+                        help="recipe override for one method (simclr:model.loss_temperature=0.5) or for all of them "
+                             "(all:train.max_steps=2400)")
     parser.add_argument("--retrain", action="store_true", help="train again even where a finished run exists")
-    parser.add_argument("--docs", default=str(ROOT / "docs" / "results"), help="where vision.md / vision.png go (test split)")
+    parser.add_argument("--docs", default=str(ROOT / "docs" / "results"), help="where NAME.md / NAME.png go (test split)")
+    parser.add_argument("--name", default="vision", help="the page's and the plot's file name in --docs")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    unknown = sorted({m for m in args.methods if m not in METHODS + ["supervised"]})
+    if unknown:
+        raise SystemExit(f"--methods: unknown {', '.join(unknown)}; expected some of {', '.join(METHODS + ['supervised'])}")
+    per_method = {m: method_overrides(args.set, m) for m in args.methods}
 
     from multissl.data import load_dataset_by_name
 
@@ -182,12 +221,13 @@ def main() -> None:
     done = {(r["method"], r["seed"]) for r in rows}
     t0 = time.perf_counter()
     for method in args.methods:
-        overrides = [item.split(":", 1)[1] for item in args.set if item.split(":", 1)[0] == method]
+        overrides = per_method[method]
         for seed in args.seeds:
-            if (method, seed) in done and not overrides and not args.retrain:
+            if (method, seed) in done and not args.retrain:
                 from _runs import check_reusable
 
-                check_reusable(glyphs_recipe(method, seed, overrides), out / f"{method}-seed{seed}")  # row = run
+                # the row was scored from this run: reused only if the run matches the recipe asked for (overrides too)
+                check_reusable(glyphs_recipe(method, seed, overrides), out / f"{method}-seed{seed}")
                 continue
             r = run_one(method, seed, out, args.split, splits, overrides, args.retrain)
             rows = [x for x in rows if (x["method"], x["seed"]) != (method, seed)] + [r]
@@ -203,11 +243,12 @@ def main() -> None:
         from _report import bar_chart
 
         docs = Path(args.docs)
-        bar_chart(docs / "vision.png", plot_rows, ["random init", "trained"],
+        bar_chart(docs / f"{args.name}.png", plot_rows, ["random init", "trained"],
                   "glyphs (test fonts unseen): linear probe, C tuned on validation, mean ± std over seeds",
                   reference={"chance": 1 / 26})
-        (docs / "vision.md").write_text(page(md, rows))
-        print(f"wrote {docs / 'vision.png'} and {docs / 'vision.md'}")
+        command = shlex.join(drop_option(sys.argv[1:], "--docs"))  # --docs says where the page goes, not what it holds
+        (docs / f"{args.name}.md").write_text(page(md, rows, command, args.name))
+        print(f"wrote {docs / (args.name + '.png')} and {docs / (args.name + '.md')}")
 
 
 if __name__ == "__main__":
