@@ -56,6 +56,20 @@ def semi_supervised_split(dataset: Any, label_column: str = "label", *, labels_p
     return dataset.select(labeled_rows), dataset.select(unlabeled_rows).remove_columns([label_column])
 
 
+def training_streams(dataset: Any, label_column: str, *, labels_per_class: int | None, label_fraction: float | None,
+                     seed: int, lambda_u: float) -> tuple[Any, Any | None]:
+    """(labeled, unlabeled or None): the two streams a semi-supervised recipe trains on.
+
+    label_fraction 1 with lambda_u 0 is the all-labels (supervised) bound: every row is labeled and there is no
+    unlabeled stream (None). Otherwise semi_supervised_split; a λ_u = 0 run still gets the split (its labeled
+    batches are then those of the λ_u > 0 run) and the caller draws no unlabeled rows (mu = 0).
+    """
+    if label_fraction == 1.0 and lambda_u == 0:
+        return dataset, None
+    return semi_supervised_split(dataset, label_column, labels_per_class=labels_per_class,
+                                 label_fraction=label_fraction, seed=seed)
+
+
 class LabeledUnlabeledSource(Dataset):
     """Map-style dataset of merged batches: item i = labeled_collate(B labeled rows) | unlabeled_collate(μB rows).
 

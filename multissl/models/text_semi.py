@@ -38,7 +38,7 @@ from transformers import PreTrainedModel
 from transformers.utils import ModelOutput
 
 from multissl.data.batches import DataRequest
-from multissl.data.semi_supervised import LabeledUnlabeledSource, semi_supervised_split
+from multissl.data.semi_supervised import LabeledUnlabeledSource, training_streams
 from multissl.modalities.text.sentences import SentenceCollator, load_tokenizer
 from multissl.modalities.text.token_noise import TokenNoise, WeakStrongSentences
 from multissl.models.base import MethodConfig, MethodModel
@@ -247,12 +247,10 @@ class TextSemiModel(MethodModel):
                           world_size: int = 1, rank: int = 0) -> torch.utils.data.Dataset:
         """B labeled sentences (+ labels) and μB unlabeled sentences (weak + strong views, no labels) per item."""
         collate = TextSemiCollator(config)
-        if config.label_fraction == 1.0 and config.lambda_u == 0:  # the all-labels bound: every row, no unlabeled stream
-            return LabeledUnlabeledSource(data.load(), None, collate.labeled, None, batch_size, 0, seed, world_size, rank)
         label_seed = seed if config.label_seed is None else config.label_seed
-        labeled, unlabeled = semi_supervised_split(data.load(), config.label_column, seed=label_seed,
-                                                   labels_per_class=config.labels_per_class,
-                                                   label_fraction=config.label_fraction)
+        labeled, unlabeled = training_streams(data.load(), config.label_column, labels_per_class=config.labels_per_class,
+                                              label_fraction=config.label_fraction, seed=label_seed,
+                                              lambda_u=config.lambda_u)
         mu = config.mu if config.lambda_u > 0 else 0  # λ_u = 0: the supervised baseline draws no unlabeled rows
         return LabeledUnlabeledSource(labeled, unlabeled, collate.labeled, collate.unlabeled, batch_size, mu, seed,
                                       world_size, rank)

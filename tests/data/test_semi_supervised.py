@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from multissl.data.label_split import split_labeled
-from multissl.data.semi_supervised import LabeledUnlabeledSource, labeled_unlabeled_rows, semi_supervised_split
+from multissl.data.semi_supervised import LabeledUnlabeledSource, labeled_unlabeled_rows, semi_supervised_split, training_streams
 
 CLASSES, PER_CLASS = 4, 10
 
@@ -63,6 +63,17 @@ def test_labels_per_class_split_is_class_balanced_and_the_unlabeled_part_has_no_
     assert collections.Counter(frac["label"]) == {c: 5 for c in range(CLASSES)}
     other, _ = semi_supervised_split(ds, "label", labels_per_class=3, seed=2)
     assert list(other["row"]) != list(labeled["row"])  # the seed chooses the subset
+
+
+def test_training_streams_all_labels_bound_is_every_row_and_no_unlabeled_stream():
+    ds = _dataset()
+    labeled, unlabeled = training_streams(ds, "label", labels_per_class=None, label_fraction=1.0, seed=0, lambda_u=0)
+    assert unlabeled is None and list(labeled["row"]) == list(range(len(ds)))
+    with pytest.raises(ValueError, match="every one of the"):  # with an unlabeled loss, fraction 1 leaves it nothing
+        training_streams(ds, "label", labels_per_class=None, label_fraction=1.0, seed=0, lambda_u=1.0)
+    labeled, unlabeled = training_streams(ds, "label", labels_per_class=3, label_fraction=None, seed=1, lambda_u=0)
+    split = semi_supervised_split(ds, "label", labels_per_class=3, seed=1)  # λ_u = 0 below 1: the same labeled rows
+    assert list(labeled["row"]) == list(split[0]["row"]) and list(unlabeled["row"]) == list(split[1]["row"])
 
 
 @pytest.mark.parametrize("kwargs, match", [

@@ -33,7 +33,7 @@ from transformers import PreTrainedModel
 from transformers.utils import ModelOutput
 
 from multissl.data.batches import DataRequest
-from multissl.data.semi_supervised import LabeledUnlabeledSource, semi_supervised_split
+from multissl.data.semi_supervised import LabeledUnlabeledSource, training_streams
 from multissl.modalities.image.ssl_views import SSLViewAugment, WeakStrongCollator
 from multissl.modalities.image.views import EvalImageCollator
 from multissl.models.base import MethodModel
@@ -170,14 +170,10 @@ class SemiSupervisedModel(MethodModel):
                           world_size: int = 1, rank: int = 0) -> torch.utils.data.Dataset:
         """B labeled rows (one view + label) and μB unlabeled rows (the algorithm's views, no label) per item."""
         label_seed = seed if config.label_seed is None else config.label_seed
-        if config.label_fraction == 1.0 and config.lambda_u == 0:  # the all-labels bound: every row, no unlabeled stream
-            collate = SemiSupervisedCollator(config, cls.views_for(config), cls.unlabeled_index)
-            return LabeledUnlabeledSource(data.load(), None, collate.labeled, None, batch_size, 0, seed, world_size,
-                                          rank)
-        labeled, unlabeled = semi_supervised_split(data.load(), config.label_column, seed=label_seed,
-                                                   labels_per_class=config.labels_per_class,
-                                                   label_fraction=config.label_fraction)
-        if cls.unlabeled_index:
+        labeled, unlabeled = training_streams(data.load(), config.label_column, labels_per_class=config.labels_per_class,
+                                              label_fraction=config.label_fraction, seed=label_seed,
+                                              lambda_u=config.lambda_u)
+        if unlabeled is not None and cls.unlabeled_index:
             cls.check_unlabeled_rows(config, len(unlabeled))
             unlabeled = unlabeled.add_column(INDEX_COLUMN, list(range(len(unlabeled))))
         collate = SemiSupervisedCollator(config, cls.views_for(config), cls.unlabeled_index)
