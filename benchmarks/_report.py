@@ -7,6 +7,7 @@ supervised bound ...), one column per protocol, each cell "mean ± std (n seeds)
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -57,7 +58,8 @@ def bar_chart(path: Path, rows: Mapping[str, Mapping[str, Sequence[float]]], col
     names = list(rows)
     x = np.arange(len(names))
     width = 0.8 / max(1, len(columns))
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(names) + 2), 3.8), dpi=110)
+    fig_width = max(6.0, 0.9 * len(names) + 2)
+    fig, ax = plt.subplots(figsize=(fig_width, 3.8), dpi=110)
     for j, col in enumerate(columns):
         stats = [mean_std(rows[n][col]) if rows[n].get(col) else (float("nan"), 0.0) for n in names]
         ax.bar(x + (j - (len(columns) - 1) / 2) * width, [m for m, _ in stats], width,
@@ -68,7 +70,7 @@ def bar_chart(path: Path, rows: Mapping[str, Mapping[str, Sequence[float]]], col
     ax.set_xticks(x, names, rotation=30, ha="right")
     ax.set_ylabel(ylabel)
     ax.set_ylim(0, 1.0)
-    ax.set_title(title, fontsize=10)
+    ax.set_title(textwrap.fill(title, int(11 * fig_width)), fontsize=10)  # ~11 characters an inch at 10 pt: never cut off
     ax.legend(fontsize=8, loc="upper left")
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()

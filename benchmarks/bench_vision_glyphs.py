@@ -166,6 +166,7 @@ def page(md: str, rows: list[dict], command: str = "", name: str = "vision") -> 
     seeds = sorted({r["seed"] for r in rows})
     methods = sorted({r["method"] for r in rows})
     budget = sorted({(r["steps"], r["batch_size"]) for r in rows})
+    overridden = " and the command's `--set` overrides" if "--set" in command.split() else ""
     return f"""# Vision on glyphs: random init | method | supervised bound
 
 Written by `OMP_NUM_THREADS=1 python benchmarks/bench_vision_glyphs.py{command and ' ' + command}` (do not edit by hand).
@@ -173,7 +174,7 @@ Written by `OMP_NUM_THREADS=1 python benchmarks/bench_vision_glyphs.py{command a
 * Data: `glyphs` at 32 px (data_cards/glyphs.md): train 4992 images of 12 fonts, validation 1040 of 5 other fonts,
   test 1560 of 6 further fonts never seen in training or validation. Chance 1/26 = 0.038.
 * Budget, the same for every method: {', '.join(f'{s} steps x {b} images' for s, b in budget)}, AdamW, one process,
-  each method's `recipes/<method>_glyphs.yaml` with `train.seed` = the seed. Seeds: {', '.join(map(str, seeds))}
+  each method's `recipes/<method>_glyphs.yaml` with `train.seed` = the seed{overridden}. Seeds: {', '.join(map(str, seeds))}
   ({len(seeds)} per row{'' if len(seeds) > 1 else ': a single seed, so ± 0.000 is not a spread'}).
 * Protocol: frozen `embed` features; k-NN with k = 20, T = 0.1 fitted on train; linear probe with C chosen on the
   validation split from (0.001, 0.01, 0.1, 1, 10), then the test split read once. "random init" is the same network at

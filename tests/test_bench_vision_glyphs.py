@@ -32,5 +32,6 @@ def test_the_page_names_the_command_that_wrote_it_without_where_it_went():
     rows = [{"method": "simclr", "seed": 0, "steps": 2400, "batch_size": 256}]
     text = page("| table |", rows, " ".join(kept), "vision-2400")
     assert "bench_vision_glyphs.py --methods simclr --set all:train.max_steps=2400 --name vision-2400`" in text
-    assert "(vision-2400.png)" in text and "2400 steps x 256 images" in text
-    assert "bench_vision_glyphs.py` (do not edit" in page("| table |", rows)  # no arguments: the plain command
+    assert "(vision-2400.png)" in text and "2400 steps x 256 images" in text and "the command's `--set` overrides" in text
+    plain = page("| table |", rows)
+    assert "bench_vision_glyphs.py` (do not edit" in plain and "`--set`" not in plain  # no arguments: the recipes as shipped
