@@ -35,3 +35,14 @@ def test_the_page_names_the_command_that_wrote_it_without_where_it_went():
     assert "(vision-2400.png)" in text and "2400 steps x 256 images" in text and "the command's `--set` overrides" in text
     plain = page("| table |", rows)
     assert "bench_vision_glyphs.py` (do not edit" in plain and "`--set`" not in plain  # no arguments: the recipes as shipped
+
+
+def test_an_unknown_method_or_a_malformed_set_stops_before_any_data_is_read():
+    import subprocess
+
+    for args, expected in ((["--methods", "simclr", "nope"], "--methods: unknown nope"),
+                           (["--set", "train.max_steps=5"], "expected METHOD:KEY=VALUE")):
+        done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_vision_glyphs.py"), *args,
+                               "--out", "/nonexistent/never-made"], capture_output=True, text=True)
+        assert done.returncode != 0 and expected in done.stderr.strip().splitlines()[-1]
+        assert not Path("/nonexistent/never-made").exists()
