@@ -1,7 +1,9 @@
 """Fine-tuning protocol on glyphs (SimCLR paper, 1% / 10% of the labels): a self-supervised encoder fine-tuned end to
 end with a linear head vs the same ResNet from random init, same labeled rows, same budget (`multissl finetune`).
 
-Encoders: the vision table's runs (benchmarks/bench_vision_glyphs.py, 600 steps x 256), runs/vision_glyphs/<method>-seedS.
+Encoders: the 600-step vision table's runs, runs/vision_glyphs_600/<method>-seedS (docs/results/vision-600.md; train
+them with its command, benchmarks/bench_vision_glyphs.py --set all:train.max_steps=600 all:train.warmup_steps=40
+--out runs/vision_glyphs_600 --name vision-600).
 Seed S pairs encoder S with label seed S and training seed S; a method without encoder S uses encoder 0 (printed).
 Budget: 200 steps, batch 64 (1%: the 52 labeled rows), AdamW, cosine, 20 warm-up steps, the supervised recipe's crops.
 
@@ -35,7 +37,7 @@ TUNE_LRS = {0.01: (1.25e-4, 5e-4, 2e-3, 8e-3), 0.1: (5e-4, 2e-3, 8e-3, 2e-2)}
 CHOSEN_LR = {0.01: 5e-4, 0.1: 8e-3}
 SEEDS = (0, 1, 2)
 RUNS = ROOT / "runs" / "finetune"
-ENCODERS = ROOT / "runs" / "vision_glyphs"
+ENCODERS = ROOT / "runs" / "vision_glyphs_600"  # measured with the former 600-step budget
 
 
 def _encoder(method: str, seed: int) -> tuple[Path, int]:
@@ -44,7 +46,7 @@ def _encoder(method: str, seed: int) -> tuple[Path, int]:
         path = ENCODERS / f"{method}-seed{s}"
         if (path / "final" / "config.json").is_file():
             return path, s
-    raise FileNotFoundError(f"no finished {method} run in {ENCODERS} (train it with benchmarks/bench_vision_glyphs.py)")
+    raise FileNotFoundError(f"no finished {method} run in {ENCODERS} (train it with the command of docs/results/vision-600.md)")
 
 
 def _run(method: str, fraction: float, seed: int, lr: float, split: str, out: Path,

@@ -31,8 +31,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 SEEDS = (0, 1, 2)
 TRAIN_CLASSES = tuple(range(16))  # A..P; Q..Z (16..25) are retrieved
-SUPERVISED = ["train.max_steps=400", "train.batch_size=64", "train.log_every=50", "train.save_every=0",
-              "train.num_workers=0"]  # the metric recipe's budget; one process, like every other row
+SUPERVISED = ["train.max_steps=400", "train.warmup_steps=40", "train.batch_size=64", "train.log_every=50",
+              "train.save_every=0", "train.num_workers=0"]  # the metric recipe's budget; one process, like every other row
 # row id -> (label, recipe stem, overrides). Knobs: the recipe's s = 16 for the class-weight heads (16 classes);
 # each loss's own default otherwise (triplet's margin is set because the recipe's 0.3 is arcface's).
 ROWS: dict[str, tuple[str, str, list[str]]] = {

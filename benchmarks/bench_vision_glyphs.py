@@ -15,10 +15,11 @@ recipes/supervised_glyphs.yaml) gives the upper bound. Test fonts are never seen
 
 With `--split test` (default) it writes docs/results/vision.md and docs/results/vision.png; runs are kept under
 --out and reused when their final/ exists (delete the folder, or pass --retrain, to train again). `--set all:KEY=V`
-changes every method's recipe, e.g. the 4x-budget table beside the shipped one (docs/results/vision-2400.md):
+changes every method's recipe, e.g. the table at the former budget, a quarter of the shipped one
+(docs/results/vision-600.md; its runs are bench_finetune.py's encoders):
 
-    OMP_NUM_THREADS=1 python benchmarks/bench_vision_glyphs.py --methods supervised simclr moco byol dino mae \
-        --set all:train.max_steps=2400 all:train.warmup_steps=100 --out runs/vision_glyphs_2400 --name vision-2400
+    OMP_NUM_THREADS=1 python benchmarks/bench_vision_glyphs.py --set all:train.max_steps=600 all:train.warmup_steps=40 \
+        --out runs/vision_glyphs_600 --name vision-600
 """
 from __future__ import annotations
 
