@@ -2,7 +2,7 @@
 
 The same SimCLR / BYOL / DINO policy as the per-image PIL path (`SimCLRAugment`, `MultiCropAugment`): random
 resized crop (scale, ratio (3/4, 4/3), torchvision's 10-try rejection sampling with its centre-crop fallback),
-horizontal flip, colour jitter, random grayscale, Gaussian blur, solarisation, then normalisation with the same
+horizontal flip, colour jitter, random grayscale, Gaussian blur, inversion, solarisation, then normalisation with the same
 MEAN/STD. Every (image, view) draws its own parameters from one `torch.Generator`; the draws are exposed as
 `ViewParams` ([B, V] tensors) so they can be inspected and tested, and `apply` is a pure function of them.
 
@@ -63,6 +63,7 @@ class ViewPolicy:
     hue: tuple[float, float] = (-0.1, 0.1)
     jitter_prob: float = 0.8
     grayscale_prob: float = 0.2
+    invert_prob: float = 0.0
     blur_prob: float = 0.5
     blur_kernel: int = 3
     blur_sigma: tuple[float, float] = BLUR_SIGMA
@@ -76,7 +77,7 @@ class ViewPolicy:
             raise ValueError(f"crop_scale must satisfy 0 < min <= max <= 1; got {self.crop_scale}")
         if not 0 < self.crop_ratio[0] <= self.crop_ratio[1]:
             raise ValueError(f"crop_ratio must satisfy 0 < min <= max; got {self.crop_ratio}")
-        for name in ("hflip_prob", "jitter_prob", "grayscale_prob", "blur_prob", "solarize_prob"):
+        for name in ("hflip_prob", "jitter_prob", "grayscale_prob", "invert_prob", "blur_prob", "solarize_prob"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1]; got {getattr(self, name)}")
         if self.blur_kernel < 1 or self.blur_kernel % 2 == 0 or self.blur_kernel // 2 >= max(self.size, 2):
@@ -105,7 +106,8 @@ class ViewPolicy:
         s = aug.jitter_strength
         base = cls.jittered(aug.image_size, 0.8 * s, 0.8 * s, 0.8 * s, 0.2 * s, crop_scale=tuple(aug.crop_scale),
                             hflip_prob=aug.hflip_prob, jitter_prob=aug.jitter_prob,
-                            grayscale_prob=aug.grayscale_prob, blur_prob=aug.blur_prob)
+                            grayscale_prob=aug.grayscale_prob, invert_prob=aug.invert_prob,
+                            blur_prob=aug.blur_prob)
         return replace(base, **overrides)
 
     @classmethod
@@ -115,7 +117,8 @@ class ViewPolicy:
 
         def make(size: int, scale: tuple[float, float]) -> ViewPolicy:
             return cls.jittered(size, s, s, 0.5 * s, 0.25 * s, crop_scale=tuple(scale), hflip_prob=aug.hflip_prob,
-                                jitter_prob=aug.jitter_prob, grayscale_prob=aug.grayscale_prob, blur_prob=aug.blur_prob)
+                                jitter_prob=aug.jitter_prob, grayscale_prob=aug.grayscale_prob,
+                                invert_prob=aug.invert_prob, blur_prob=aug.blur_prob)
 
         return make(aug.global_size, aug.global_scale), make(aug.local_size, aug.local_scale)
 
@@ -136,6 +139,7 @@ class ViewParams:
     saturation: torch.Tensor
     hue: torch.Tensor
     grayscale: torch.Tensor
+    invert: torch.Tensor
     blur: torch.Tensor
     sigma: torch.Tensor
     solarize: torch.Tensor
@@ -162,7 +166,7 @@ class BatchedViewAugment:
         self.blur_width = max(vp.blur_kernel for vp in views)
         # Ops that no view can apply are skipped: a fact of the policy, never a data-dependent branch.
         self.uses = {op: any(getattr(vp, f"{op}_prob") > 0 for vp in views)
-                     for op in ("jitter", "grayscale", "blur", "solarize")}
+                     for op in ("jitter", "grayscale", "invert", "blur", "solarize")}
         self.uses["blur"] &= self.blur_width > 1
 
     @classmethod
@@ -187,6 +191,10 @@ class BatchedViewAugment:
         top, left, ch, cw = ops.random_resized_boxes(height, width, self._table("crop_scale", gdev),
                                                      self._table("crop_ratio", gdev), tries)
         u = torch.rand(10, batch, v, generator=generator, device=gdev)  # one uniform per op and (image, view)
+        # Inversion came later: its uniforms are drawn only by policies that use it, so every other policy's draws
+        # (and so its runs) stay what they were.
+        u_invert = (torch.rand(batch, v, generator=generator, device=gdev) if self.uses["invert"]
+                    else torch.ones(batch, v, device=gdev))
 
         def p(name: str) -> torch.Tensor:
             return self._table(name, gdev)
@@ -199,6 +207,7 @@ class BatchedViewAugment:
             top=top, left=left, height=ch, width=cw, flip=u[0] < p("hflip_prob"), jitter=u[1] < p("jitter_prob"),
             brightness=between("brightness", u[2]), contrast=between("contrast", u[3]),
             saturation=between("saturation", u[4]), hue=between("hue", u[5]), grayscale=u[6] < p("grayscale_prob"),
+            invert=u_invert < p("invert_prob"),
             blur=u[7] < p("blur_prob"), sigma=between("blur_sigma", u[8]), solarize=u[9] < p("solarize_prob"))
         return params if device is None or torch.device(device) == gdev else params.to(device)
 
@@ -230,7 +239,8 @@ class BatchedViewAugment:
         on = p.jitter  # views without jitter get identity factors (exact no-ops): no gather/scatter of a subset
         per_view = {"gy": gy, "gx": gx, "brightness": torch.where(on, p.brightness, 1.0),
                     "contrast": torch.where(on, p.contrast, 1.0), "saturation": torch.where(on, p.saturation, 1.0),
-                    "hue": p.hue, "jitter": on, "grayscale": p.grayscale, "kernels": kernels.view(*shape, -1),
+                    "hue": p.hue, "jitter": on, "grayscale": p.grayscale, "invert": p.invert,
+                    "kernels": kernels.view(*shape, -1),
                     "solarize": p.solarize, "threshold": self._table("solarize_threshold", dev).expand(shape)}
         return per_view, wy, wx
 
@@ -250,6 +260,8 @@ class BatchedViewAugment:
             x = ops.grayscale(x, n["grayscale"])
         if self.uses["blur"]:
             x = ops.gaussian_blur(x, n["kernels"])
+        if self.uses["invert"]:
+            x = ops.invert(x, n["invert"])
         if self.uses["solarize"]:
             x = ops.solarize(x, n["solarize"], n["threshold"])
         # Normalise straight into the output: x / std - mean / std in one pass.

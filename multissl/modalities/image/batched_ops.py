@@ -81,6 +81,11 @@ def grayscale(x: torch.Tensor, apply: torch.Tensor) -> torch.Tensor:
     return select(apply, luma(x).expand_as(x), x)
 
 
+def invert(x: torch.Tensor, apply: torch.Tensor) -> torch.Tensor:
+    """1 - x for the samples where apply [N] (v2.RandomInvert on [0, 1] pixels); others unchanged. x [N, 3, S, S]."""
+    return torch.lerp(x, 1 - x, apply.view(-1, 1, 1, 1).to(x.dtype))
+
+
 def solarize(x: torch.Tensor, apply: torch.Tensor, threshold: torch.Tensor) -> torch.Tensor:
     """Invert (1 - x) the pixels >= threshold [N] of the samples where apply [N]; others unchanged."""
     hit = (x >= _col(threshold, x)).mul_(apply.view(-1, 1, 1, 1)).to(x.dtype)

@@ -25,6 +25,7 @@ class MultiCropAugment:
     jitter_prob: float = 0.8
     grayscale_prob: float = 0.2
     blur_prob: float = 0.5
+    invert_prob: float = 0.0  # as SimCLRAugment.invert_prob: off unless polarity is a nuisance of the data
 
     def _view(self, size: int, scale: tuple[float, float]) -> v2.Compose:
         s = self.jitter_strength
@@ -36,6 +37,8 @@ class MultiCropAugment:
             v2.RandomApply([v2.ColorJitter(s, s, 0.5 * s, 0.25 * s)], p=self.jitter_prob),
             v2.RandomGrayscale(self.grayscale_prob),
             v2.RandomApply([v2.GaussianBlur(kernel, sigma=(0.1, 2.0))], p=self.blur_prob),
+            # Only when used: RandomInvert draws from torch's RNG even at p = 0, which would move every later draw.
+            *([v2.RandomInvert(self.invert_prob)] if self.invert_prob > 0 else []),
             v2.ToDtype(torch.float32, scale=True),
             v2.Normalize(MEAN, STD),
         ])

@@ -181,7 +181,12 @@ def to_rgb(image, field: str = "image", min_size: int = 1) -> Image.Image:
 
 @dataclass
 class SimCLRAugment:
-    """SimCLR policy (Chen et al. 2020, App. A): random resized crop, flip, colour jitter, grayscale, blur."""
+    """SimCLR policy (Chen et al. 2020, App. A): random resized crop, flip, colour jitter, grayscale, blur.
+
+    invert_prob (default 0, off): invert the whole view (v2.RandomInvert) after blur. Not in SimCLR's policy;
+    for data whose light-on-dark vs dark-on-light polarity is a nuisance that every other op keeps (glyphs: a coin
+    flip per image), which BYOL and DINO otherwise learn as their dominant feature (docs/results.md).
+    """
 
     image_size: int = 32
     crop_scale: tuple[float, float] = (0.2, 1.0)
@@ -190,6 +195,7 @@ class SimCLRAugment:
     jitter_prob: float = 0.8
     grayscale_prob: float = 0.2
     blur_prob: float = 0.5
+    invert_prob: float = 0.0
 
     def build(self) -> v2.Compose:
         """The torchvision v2 pipeline: PIL RGB -> normalised float tensor [3, S, S]."""
@@ -202,6 +208,8 @@ class SimCLRAugment:
             v2.RandomApply([v2.ColorJitter(0.8 * s, 0.8 * s, 0.8 * s, 0.2 * s)], p=self.jitter_prob),
             v2.RandomGrayscale(self.grayscale_prob),
             v2.RandomApply([v2.GaussianBlur(kernel, sigma=(0.1, 2.0))], p=self.blur_prob),
+            # Only when used: RandomInvert draws from torch's RNG even at p = 0, which would move every later draw.
+            *([v2.RandomInvert(self.invert_prob)] if self.invert_prob > 0 else []),
             v2.ToDtype(torch.float32, scale=True),
             v2.Normalize(MEAN, STD),
         ])

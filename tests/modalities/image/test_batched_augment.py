@@ -71,6 +71,14 @@ def test_grayscale_solarize_flip_match_torchvision_and_leave_others_alone():
     assert torch.allclose(flipped[1, 0], x[1], atol=1e-6)
 
 
+def test_invert_matches_torchvision_per_sample():
+    x = _float_images()
+    apply = torch.tensor([True, False, False, True])
+    out = ops.invert(x, apply)
+    for i in range(4):
+        assert torch.allclose(out[i], TF.invert(x[i]) if apply[i] else x[i], atol=1e-6)
+
+
 def test_blur_matches_torchvision_with_per_sample_sigma_and_kernel_size():
     x = _float_images()
     sigma, size = torch.tensor([0.3, 1.0, 2.0, 1.5]), torch.tensor([3, 5, 5, 3])
@@ -107,8 +115,8 @@ def test_crop_matches_resized_crop_when_upscaling_and_is_antialiased_when_downsc
 
 
 def test_pipeline_equals_torchvision_ops_applied_view_by_view():
-    """apply() with given draws == resized_crop, flip, jitter (b, c, s, h), grayscale, blur, solarize, normalize."""
-    aug = BatchedViewAugment.from_policy(SimCLRAugment(image_size=16, blur_prob=0.7), num_views=3,
+    """apply() with given draws == resized_crop, flip, jitter (b, c, s, h), grayscale, blur, invert, solarize, normalize."""
+    aug = BatchedViewAugment.from_policy(SimCLRAugment(image_size=16, blur_prob=0.7, invert_prob=0.5), num_views=3,
                                          solarize_prob=(0.5, 0.5, 0.5))
     images = _uint8(b=4, size=16)
     params = aug.sample(4, 16, 16, _gen(3))
@@ -124,6 +132,7 @@ def test_pipeline_equals_torchvision_ops_applied_view_by_view():
                     x, p["brightness"]), p["contrast"]), p["saturation"]), p["hue"])
             x = TF.rgb_to_grayscale(x, 3) if p["grayscale"] else x
             x = TF.gaussian_blur(x, [k, k], [p["sigma"]] * 2) if p["blur"] else x
+            x = TF.invert(x) if p["invert"] else x
             x = TF.solarize(x, 0.5) if p["solarize"] else x
             assert torch.allclose(out[i, v], TF.normalize(x, MEAN, STD), atol=1e-4), (i, v)
 
@@ -202,18 +211,19 @@ def test_application_rates_follow_the_pil_policy():
 def test_policy_fields_mean_what_the_pil_pipeline_means():
     """Every ViewPolicy field from_simclr / from_multicrop sets equals the built v2 pipeline's own setting."""
     aug = SimCLRAugment(image_size=48, crop_scale=(0.3, 0.9), hflip_prob=0.4, jitter_strength=0.7, jitter_prob=0.6,
-                        grayscale_prob=0.1, blur_prob=0.3)
+                        grayscale_prob=0.1, blur_prob=0.3, invert_prob=0.35)
     pairs = [(ViewPolicy.from_simclr(aug), aug.build().transforms)]
-    mc = MultiCropAugment(global_size=32, local_size=16, jitter_strength=0.6)
+    mc = MultiCropAugment(global_size=32, local_size=16, jitter_strength=0.6, invert_prob=0.45)
     for vp, pipe in zip(ViewPolicy.from_multicrop(mc), mc.build()):
         pairs.append((vp, pipe.transforms))
-    for vp, (_, crop, flip, jitter_apply, gray, blur_apply, *_) in pairs:
+    for vp, (_, crop, flip, jitter_apply, gray, blur_apply, invert, *_) in pairs:
         jitter, blur = jitter_apply.transforms[0], blur_apply.transforms[0]
         assert (vp.size, vp.size) == tuple(crop.size) and vp.crop_scale == pytest.approx(crop.scale)
         assert vp.crop_ratio == pytest.approx(crop.ratio) and vp.hflip_prob == flip.p
         for name in ("brightness", "contrast", "saturation", "hue"):
             assert getattr(vp, name) == pytest.approx(getattr(jitter, name)), name
         assert (vp.jitter_prob, vp.grayscale_prob, vp.blur_prob) == (jitter_apply.p, gray.p, blur_apply.p)
+        assert vp.invert_prob == invert.p and vp.invert_prob in (0.35, 0.45)
         assert [vp.blur_kernel] * 2 == list(blur.kernel_size) and vp.blur_sigma == pytest.approx(blur.sigma)
 
 
@@ -242,6 +252,19 @@ def test_every_sample_and_view_gets_its_own_parameters():
     for name in ("brightness", "contrast", "saturation", "hue", "sigma"):
         vals = getattr(p, name)
         assert vals[0, 0] != vals[1, 0] and vals[0, 0] != vals[0, 1], name
+
+
+def test_inversion_draws_its_rate_and_leaves_every_other_draw_as_it_was():
+    """A policy with invert_prob > 0 inverts at that rate; the other draws equal the same policy without it (so
+    runs made before inversion existed make the same views), and a policy without it never inverts."""
+    plain = BatchedViewAugment.from_policy(SimCLRAugment(image_size=8), num_views=2).sample(3000, 8, 8, _gen(11))
+    inv = BatchedViewAugment.from_policy(SimCLRAugment(image_size=8, invert_prob=0.3),
+                                         num_views=2).sample(3000, 8, 8, _gen(11))
+    assert not plain.invert.any() and abs(inv.invert.float().mean().item() - 0.3) < 0.03
+    assert (inv.invert[:, 0] != inv.invert[:, 1]).any()  # each view draws its own
+    for name in ViewParams.__dataclass_fields__:
+        if name != "invert":
+            assert torch.equal(getattr(plain, name), getattr(inv, name)), name
 
 
 def test_byol_asymmetric_views():

@@ -27,6 +27,9 @@ def test_pipeline_has_every_component_with_the_paper_settings():
     assert type(gray).__name__ == "RandomGrayscale" and gray.p == 0.2
     assert blur_apply.p == 0.5 and type(blur_apply.transforms[0]).__name__ == "GaussianBlur"
     assert blur_apply.transforms[0].kernel_size[0] % 2 == 1
+    assert "RandomInvert" not in kinds  # off by default, and then not even a p = 0 op (it would draw from the RNG)
+    inverting = SimCLRAugment(image_size=32, invert_prob=0.5).build().transforms
+    assert type(inverting[6]).__name__ == "RandomInvert" and inverting[6].p == 0.5
 
 
 def test_two_views_differ_and_are_normalised_tensors():
