@@ -1,4 +1,5 @@
-"""Frozen-feature evaluation: feature extraction, k-NN, linear probe, retrieval recall@k, metric-learning R@k / MAP@R.
+"""Frozen-feature evaluation: feature extraction, k-NN, linear probe, retrieval recall@k, metric-learning R@k / MAP@R,
+and the label-free spectrum of a feature set (effective rank, variance shares).
 
 Names are imported when first used (PEP 562), so `multissl.evaluation.defaults` (read by the CLI's `--help`)
 imports no torch; `from multissl.evaluation import evaluate_model` works as usual.
@@ -11,6 +12,9 @@ from typing import Any
 _HOME = {  # name -> the submodule that defines it
     "PROTOCOLS": "defaults",
     "PROTOCOL_DEFAULTS": "defaults",
+    "component_shares": "spectrum",
+    "direction_share": "spectrum",
+    "effective_rank": "spectrum",
     "evaluate_model": "protocols",
     "extract_features": "features",
     "knn_accuracy": "knn",
