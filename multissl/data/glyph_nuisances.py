@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from multissl.data.glyph_render import LETTERS, TEXTURES, GlyphStyle, sample_params
-from multissl.data.glyphs import BUILT_SPLITS, DEFAULT_SAMPLES, DEFAULT_SEED, DEFAULT_STYLE, fonts_for
+from multissl.data.glyphs import BUILT_SPLITS, DEFAULT_SAMPLES, DEFAULT_SEED, DEFAULT_STYLE, fonts_for, split_rows
 from multissl.data.splits import check_split
 
 
@@ -18,15 +18,13 @@ def glyph_nuisances(split: str, seed: int = DEFAULT_SEED, samples: int | None = 
     """{"letter_dark": bool [N], "texture": int64 [N] (index into TEXTURES)} in the row order of
     `load_glyphs(split)` built with the same seed, samples and style.
 
-    Replays build_split's generator (seeded with (seed, split index)): the row shuffle, then the image parameters,
-    without rendering. letter_dark: the letter is the darker side of the luminance pair (its background is light).
+    Replays build_split's generator (split_rows, then the image parameters render draws first), without rendering.
+    letter_dark: the letter is the darker side of the luminance pair (its background is light).
     """
     check_split("glyphs", split, BUILT_SPLITS)
     samples = DEFAULT_SAMPLES[BUILT_SPLITS.index(split)] if samples is None else samples
-    n = len(fonts_for(split)) * len(LETTERS) * samples
-    rng = np.random.default_rng([seed, BUILT_SPLITS.index(split)])
-    rng.permutation(n)  # build_split's row shuffle: drawn first, so the parameters below are the ones it used
-    p = sample_params(rng, n, style)
+    rng, which = split_rows(split, seed, len(fonts_for(split)) * len(LETTERS), samples)  # as build_split draws them
+    p = sample_params(rng, len(which), style)  # render()'s first draws: the parameters build_split used
     # The letter's luminance is one end of the pair and every background pixel lies beyond the gap from it.
     return {"letter_dark": p["fg_luma"] < p["bg_luma"].min(1), "texture": p["texture"].astype(np.int64)}
 

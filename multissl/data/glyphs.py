@@ -104,11 +104,19 @@ def build_split(split: str, image_size: int = 32, seed: int = DEFAULT_SEED, samp
     if missing:
         raise FileNotFoundError(f"glyphs: fonts {missing} are not in {font_dir} (matplotlib's bundled fonts)")
     masks = np.concatenate([glyph_masks(font_dir / f, LETTERS, canvas, style.cap_height) for f in fonts])  # [F*26, R, R]
-    rng = np.random.default_rng([seed, BUILT_SPLITS.index(split)])
-    which = np.repeat(np.arange(len(masks)), samples)[rng.permutation(len(masks) * samples)]  # shuffled rows
+    rng, which = split_rows(split, seed, len(masks), samples)
     images = render(masks, which, rng, image_size, style)
     return {"image": images, "label": (which % len(LETTERS)).astype(np.int64),
             "font": np.array([Path(fonts[i]).stem for i in which // len(LETTERS)])}
+
+
+def split_rows(split: str, seed: int, pairs: int, samples: int) -> tuple[np.random.Generator, np.ndarray]:
+    """The split's generator, seeded with (seed, split index), and its shuffled rows: which (font, letter) pair
+    [N = pairs * samples] each row shows. The generator is left where rendering starts drawing (glyph_nuisances
+    replays it from here)."""
+    rng = np.random.default_rng([seed, BUILT_SPLITS.index(split)])
+    which = np.repeat(np.arange(pairs), samples)[rng.permutation(pairs * samples)]
+    return rng, which
 
 
 def to_dataset(arrays: dict[str, np.ndarray]):
