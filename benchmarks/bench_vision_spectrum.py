@@ -70,20 +70,22 @@ def main() -> None:
     splits = {s: load_dataset_by_name("glyphs", split=s) for s in ("train", "validation")}
     nuisances = {s: glyph_nuisances(s) for s in splits}
     rows: dict[str, dict[str, list[float]]] = {}
+
+    def add(name: str, measured: dict[str, float]) -> None:  # one seed's COLUMNS into the row's per-seed lists
+        for k, v in measured.items():
+            rows.setdefault(name, {}).setdefault(k, []).append(v)
+
     spec = get_method("simclr")
     for seed in args.seeds:  # the ResNet every method but MAE and the tile/colour nets starts from
         config = build_config(spec, vg.glyphs_recipe("simclr", seed, []).model, "simclr_glyphs.yaml")
         seed_everything(seed)
-        m = measure(vg.features(build_model(spec, config), config, spec, splits), nuisances)
-        for k, v in m.items():
-            rows.setdefault("ResNet (random init)", {}).setdefault(k, []).append(v)
+        add("ResNet (random init)", measure(vg.features(build_model(spec, config), config, spec, splits), nuisances))
     for method in methods:
         spec = get_method(method)
         for seed in args.seeds:
             model = load_model(runs / f"{method}-seed{seed}" / "final")
             m = measure(vg.features(model, model.config, spec, splits), nuisances)
-            for k, v in m.items():
-                rows.setdefault(method, {}).setdefault(k, []).append(v)
+            add(method, m)
             print(method, seed, {k: round(v, 3) for k, v in m.items()}, flush=True)
     md = markdown_table(rows, COLUMNS, first=f"features ({len(args.seeds)} seeds)")
     print(md)
