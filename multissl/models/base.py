@@ -119,6 +119,11 @@ class MethodModel(PreTrainedModel):
 
     # ---- training-loop hooks ---------------------------------------------------------------------
 
+    def lr_scales(self) -> dict[str, float]:
+        """Learning-rate multipliers by parameter-name prefix (e.g. {"predictor.": 10.0}); the optimizer gives the
+        matching parameters lr x scale under the same schedule. Default: none, one learning rate for everything."""
+        return {}
+
     def on_step_end(self, step: int, max_steps: int) -> None:
         """After each optimizer step (0-based `step`): EMA teachers, queues, schedules; default: nothing."""
 

@@ -18,14 +18,18 @@ from multissl.schedules import cosine_ramp
 
 
 class BYOLConfig(MethodConfig):
-    """Projector/predictor sizes and the target momentum schedule (cosine from base_momentum to 1)."""
+    """Projector/predictor sizes, the target momentum schedule (cosine from base_momentum to 1) and the predictor's
+    learning-rate multiplier (BYOL's appendix and SimSiam train the predictor faster than the rest)."""
 
     model_type = "multissl_byol"
 
     def __init__(self, backbone_config: dict | None = None, backbone_path: str | None = None, image_size: int = 32,
                  projection_hidden_dim: int = 256, projection_dim: int = 64, predictor_hidden_dim: int = 256,
-                 base_momentum: float = 0.996, augment: dict | None = None, **kwargs):
+                 base_momentum: float = 0.996, predictor_lr_scale: float = 1.0, augment: dict | None = None, **kwargs):
         set_backbone_fields(self, backbone_config, backbone_path, image_size)
+        if not predictor_lr_scale > 0:
+            raise ValueError(f"predictor_lr_scale must be > 0 (the predictor's lr = learning_rate x it); got {predictor_lr_scale}")
+        self.predictor_lr_scale = float(predictor_lr_scale)
         self.projection_hidden_dim, self.projection_dim = projection_hidden_dim, projection_dim
         self.predictor_hidden_dim, self.base_momentum = predictor_hidden_dim, base_momentum
         self.augment = dict(augment or {})
@@ -100,6 +104,10 @@ class BYOLModel(MethodModel):
         loss = byol_loss(p[:b], t[b:]) + byol_loss(p[b:], t[:b])
         std = nn.functional.normalize(z.detach(), dim=-1).std(0).mean()
         return BYOLOutput(loss=loss, projection_std=std)
+
+    def lr_scales(self) -> dict[str, float]:
+        """predictor_lr_scale != 1: the predictor trains at learning_rate x it (same schedule)."""
+        return {} if self.config.predictor_lr_scale == 1.0 else {"predictor.": self.config.predictor_lr_scale}
 
     def on_step_end(self, step: int, max_steps: int) -> None:
         """After each optimizer step: target <- EMA of online with momentum cosine_ramp(base -> 1)."""

@@ -33,16 +33,35 @@ def make_optimizer(model: nn.Module, args: TrainArgs, device: torch.device | str
     `device` is where the parameters will train (the accelerator's device; default: where they are now): a fused
     kernel is checked against it, since the optimizer is built before Accelerate moves the model.
     """
-    decay = [p for p in model.parameters() if p.requires_grad and p.dim() > 1]
-    no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() <= 1]
-    groups = [{"params": decay, "weight_decay": args.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    groups = param_groups(model, args)
     if args.optimizer == "lars":
-        groups[1]["lars_adapt"] = False  # SimCLR: biases and BN parameters are excluded from the adaptation
         return LARS(groups, lr=args.learning_rate, momentum=args.momentum, trust_coefficient=args.lars_trust_coefficient)
     kernels = _kernel_kwargs(args, torch.device(device) if device is not None else _params_device(model))
     if args.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=args.learning_rate, momentum=args.momentum, **kernels)
     return torch.optim.AdamW(groups, lr=args.learning_rate, betas=tuple(args.betas), **kernels)
+
+
+def param_groups(model: nn.Module, args: TrainArgs) -> list[dict]:
+    """Optimizer groups: matrices with weight decay, then 1-D parameters (biases, norm weights) without, and for each
+    prefix in the model's `lr_scales()` the same two with lr = learning_rate x scale (LambdaLR keeps the ratio)."""
+    scales = model.lr_scales() if hasattr(model, "lr_scales") else {}
+    buckets: dict[tuple[float, bool], list[nn.Parameter]] = {(1.0, True): [], (1.0, False): []}
+    for name, param in model.named_parameters():
+        if param.requires_grad:
+            scale = next((float(v) for prefix, v in scales.items() if name.startswith(prefix)), 1.0)
+            buckets.setdefault((scale, param.dim() > 1), []).append(param)
+    groups = []
+    for (scale, matrix), params in buckets.items():
+        if not params and scale != 1.0:
+            continue
+        group = {"params": params, "weight_decay": args.weight_decay if matrix else 0.0}
+        if scale != 1.0:
+            group["lr"] = args.learning_rate * scale
+        if args.optimizer == "lars" and not matrix:
+            group["lars_adapt"] = False  # SimCLR: biases and BN parameters are excluded from the adaptation
+        groups.append(group)
+    return groups
 
 
 def _params_device(model: nn.Module) -> torch.device:

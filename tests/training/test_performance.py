@@ -130,6 +130,40 @@ def test_weight_decay_skips_biases_and_norms():
     assert no_decay["weight_decay"] == 0.0 and all(p.dim() == 1 for p in no_decay["params"])
 
 
+def test_lr_scales_give_their_parameters_a_scaled_lr_that_the_schedule_keeps():
+    from torch.optim.lr_scheduler import LambdaLR
+
+    from multissl.models.byol import BYOLModel, tiny_byol_config
+
+    config = tiny_byol_config()
+    config.predictor_lr_scale = 10.0
+    model = BYOLModel(config)
+    opt = make_optimizer(model, TrainArgs(learning_rate=0.01, weight_decay=0.3))
+    predictor = {id(p) for p in model.predictor.parameters()}
+    by_lr = {}
+    for group in opt.param_groups:
+        by_lr.setdefault(group["lr"], set()).update(id(p) for p in group["params"])
+        assert group["weight_decay"] == (0.3 if all(p.dim() > 1 for p in group["params"]) else 0.0)
+    assert by_lr == {0.01: {id(p) for p in model.parameters() if p.requires_grad} - predictor, 0.1: predictor}
+    sched = LambdaLR(opt, lambda s: 1.0 / (s + 1))
+    sched.step()
+    assert sorted({g["lr"] for g in opt.param_groups}) == pytest.approx([0.005, 0.05])
+
+
+def test_without_lr_scales_the_groups_are_the_two_of_before():
+    from multissl.models.byol import BYOLModel, tiny_byol_config
+
+    opt = make_optimizer(BYOLModel(tiny_byol_config()), TrainArgs(learning_rate=0.01))
+    assert len(opt.param_groups) == 2 and {g["lr"] for g in opt.param_groups} == {0.01}
+
+
+def test_a_predictor_lr_scale_that_is_not_positive_is_refused():
+    from multissl.models.byol import BYOLConfig
+
+    with pytest.raises(ValueError, match="predictor_lr_scale must be > 0"):
+        BYOLConfig(predictor_lr_scale=0)
+
+
 # ---- tf32, channels_last --------------------------------------------------------------------------------------
 
 def test_tf32_sets_the_new_style_flags_and_says_it_has_no_effect_on_cpu():
