@@ -106,8 +106,8 @@ class BYOLModel(MethodModel):
         return BYOLOutput(loss=loss, projection_std=std)
 
     def lr_scales(self) -> dict[str, float]:
-        """predictor_lr_scale != 1: the predictor trains at learning_rate x it (same schedule)."""
-        return {} if self.config.predictor_lr_scale == 1.0 else {"predictor.": self.config.predictor_lr_scale}
+        """The predictor trains at learning_rate x predictor_lr_scale (same schedule; 1 = the shared groups)."""
+        return {"predictor.": self.config.predictor_lr_scale}
 
     def on_step_end(self, step: int, max_steps: int) -> None:
         """After each optimizer step: target <- EMA of online with momentum cosine_ramp(base -> 1)."""

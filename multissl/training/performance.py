@@ -52,9 +52,7 @@ def param_groups(model: nn.Module, args: TrainArgs) -> list[dict]:
             scale = next((float(v) for prefix, v in scales.items() if name.startswith(prefix)), 1.0)
             buckets.setdefault((scale, param.dim() > 1), []).append(param)
     groups = []
-    for (scale, matrix), params in buckets.items():
-        if not params and scale != 1.0:
-            continue
+    for (scale, matrix), params in buckets.items():  # a scaled bucket exists only once a parameter fell into it
         group = {"params": params, "weight_decay": args.weight_decay if matrix else 0.0}
         if scale != 1.0:
             group["lr"] = args.learning_rate * scale
