@@ -13,7 +13,8 @@ and so are three parameter-free baselines (deterministic: one value each): the C
     OMP_NUM_THREADS=1 python benchmarks/bench_audio_table.py                              # report: test split, 3 seeds
     OMP_NUM_THREADS=1 python benchmarks/bench_audio_table.py --split validation --seeds 0   # tuning (no test read)
 
-With `--split test` (default) it writes docs/results/audio.md and docs/results/audio.png. Runs are kept under
+With `--split test` (default) it writes docs/results/audio.md and docs/results/audio.png when the runs are the
+table's own (the default --out) or --docs is given; another --out leaves the page alone. Runs are kept under
 --out and reused when their final/ exists (--retrain trains again). The first call also builds spoken_words
 with espeak-ng (cached under $MULTISSL_CACHE).
 """
@@ -251,7 +252,11 @@ def main() -> None:
     machine = f"{platform.machine()}, {torch.get_num_threads()} torch thread(s), {platform.python_version()}"
     print(md)
     print(f"wall time {wall:.0f}s ({machine})")
-    if args.split == "test":
+    from _report import page_skipped, page_wanted
+
+    if args.split == "test" and not page_wanted(sys.argv[1:], args.out, parser.get_default("out")):
+        print(page_skipped(args.out, parser.get_default("out")))
+    elif args.split == "test":
         from _report import bar_chart
 
         docs = Path(args.docs)

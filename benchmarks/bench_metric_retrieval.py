@@ -14,7 +14,8 @@ and typefaces the model never saw. Beside them:
     OMP_NUM_THREADS=1 python benchmarks/bench_metric_retrieval.py --split validation --seeds 0 --rows cosface \\
         --set cosface:model.margin=0.2                                                          # tuning
 
-With `--split test` (default) it writes docs/results/metric.md and metric.png. Runs live under --out, named by
+With `--split test` (default) it writes docs/results/metric.md and metric.png when the runs are the table's own
+(the default --out) or --docs is given; another --out leaves the page alone. Runs live under --out, named by
 row, a hash of their overrides and the seed, and are reused when final/ exists (so a validation run is the
 test run of the same settings: the split only changes what is scored). Knobs were tuned on validation only.
 """
@@ -259,7 +260,12 @@ def main() -> None:
     md, plot = summarise(chosen, [RANDOM, *ROWS])
     print(md)
     print(f"wall time {time.perf_counter() - t0:.0f}s")
-    if args.split == "test":
+    from _report import page_skipped, page_wanted
+
+    default_out = build_parser().get_default("out")
+    if args.split == "test" and not page_wanted(sys.argv[1:], args.out, default_out):
+        print(page_skipped(args.out, default_out))
+    elif args.split == "test":
         from _report import bar_chart
 
         held = select_classes(eval_ds, "label", [c for c in range(26) if c not in TRAIN_CLASSES])

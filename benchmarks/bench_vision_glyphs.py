@@ -13,8 +13,9 @@ recipes/supervised_glyphs.yaml) gives the upper bound. Test fonts are never seen
     OMP_NUM_THREADS=1 python benchmarks/bench_vision_glyphs.py                          # tables on test, 3 seeds
     OMP_NUM_THREADS=1 python benchmarks/bench_vision_glyphs.py --split validation --seeds 0 --methods simclr   # tuning
 
-With `--split test` (default) it writes docs/results/vision.md and docs/results/vision.png; runs are kept under
---out and reused when their final/ exists (delete the folder, or pass --retrain, to train again). `--set all:KEY=V`
+With `--split test` (default) it writes docs/results/vision.md and vision.png when the runs are the table's own
+(the default --out) or --name / --docs is given; a job into another --out (one method, one seed) leaves the page
+alone. Runs are kept under --out and reused when their final/ exists (delete the folder, or pass --retrain, to train again). `--set all:KEY=V`
 changes every method's recipe, e.g. the table at the former budget, a quarter of the shipped one
 (docs/results/vision-600.md; its runs are bench_finetune.py's encoders):
 
@@ -241,7 +242,11 @@ def main() -> None:
     md, plot_rows = table(rows)
     print(md)
     print(f"wall time {time.perf_counter() - t0:.0f}s")
-    if args.split == "test":
+    from _report import page_skipped, page_wanted
+
+    if args.split == "test" and not page_wanted(sys.argv[1:], args.out, parser.get_default("out"), ("--docs", "--name")):
+        print(page_skipped(args.out, parser.get_default("out"), "--name NAME (or --docs DIR)"))
+    elif args.split == "test":
         from _report import bar_chart
 
         docs = Path(args.docs)
