@@ -83,18 +83,17 @@ def bar_chart(path: Path, rows: Mapping[str, Mapping[str, Sequence[float]]], col
     return path
 
 
+
 def page_wanted(argv: Sequence[str], out: str | Path, default_out: str | Path, explicit: Sequence[str] = ("--docs",)) -> bool:
-    """Whether a test-split run may rewrite its docs/results page.
+    """Whether a test-split run may rewrite its docs/results page; when not, prints the one line that says why.
 
     Yes for the table's own run folder (the default --out) or when an option in `explicit` (e.g. --docs DIR) is on
     the command line. A one-method or one-seed job run into a scratch --out would otherwise replace the page with its
     own rows, silently dropping every other method's from the published table.
     """
     named = any(a == opt or a.startswith(opt + "=") for a in argv for opt in explicit)
-    return named or Path(out).resolve() == Path(default_out).resolve()
-
-
-def page_skipped(out: str | Path, default_out: str | Path, option: str = "--docs DIR") -> str:
-    """The line printed instead of writing the page (see page_wanted)."""
-    return (f"docs page left as it is: --out {out} is not the table's folder ({default_out}); "
-            f"pass {option} to write a page for these runs")
+    if named or Path(out).resolve() == Path(default_out).resolve():
+        return True
+    print(f"docs page left as it is: --out {out} is not the table's folder ({default_out}); "
+          f"pass {' or '.join(explicit)} to write a page for these runs")
+    return False

@@ -260,12 +260,9 @@ def main() -> None:
     md, plot = summarise(chosen, [RANDOM, *ROWS])
     print(md)
     print(f"wall time {time.perf_counter() - t0:.0f}s")
-    from _report import page_skipped, page_wanted
+    from _report import page_wanted
 
-    default_out = build_parser().get_default("out")
-    if args.split == "test" and not page_wanted(sys.argv[1:], args.out, default_out):
-        print(page_skipped(args.out, default_out))
-    elif args.split == "test":
+    if args.split == "test" and page_wanted(sys.argv[1:], args.out, build_parser().get_default("out")):
         from _report import bar_chart
 
         held = select_classes(eval_ds, "label", [c for c in range(26) if c not in TRAIN_CLASSES])

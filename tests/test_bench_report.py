@@ -6,7 +6,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from _report import page_skipped, page_wanted  # noqa: E402
+from _report import page_wanted  # noqa: E402
 
 
 def test_the_tables_own_folder_writes_the_page_however_it_is_spelled(tmp_path, monkeypatch):
@@ -31,9 +31,11 @@ def test_an_explicit_page_option_writes_it_from_any_folder(flag):
     assert not page_wanted(["--name", "n"], "runs/x", "runs/audio_table")
 
 
-def test_the_skip_line_names_the_folder_and_the_way_out():
-    line = page_skipped("runs/vg/byol-s0", "runs/vision_glyphs", "--name NAME")
-    assert "runs/vg/byol-s0" in line and "runs/vision_glyphs" in line and "--name NAME" in line and "\n" not in line
+def test_a_skipped_page_says_so_in_one_line_naming_the_folder_and_the_way_out(capsys):
+    assert not page_wanted([], "runs/vg/byol-s0", "runs/vision_glyphs", ("--name", "--docs"))
+    line = capsys.readouterr().out.strip()
+    assert "runs/vg/byol-s0" in line and "runs/vision_glyphs" in line and "--name or --docs" in line and "\n" not in line
+    assert page_wanted([], "runs/vision_glyphs", "runs/vision_glyphs") and capsys.readouterr().out == ""
 
 
 @pytest.mark.parametrize("script", ["bench_vision_glyphs.py", "bench_audio_table.py", "bench_metric_retrieval.py"])
